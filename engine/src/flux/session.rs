@@ -1,0 +1,243 @@
+//! Wallet sessions, login phrases, provided signatures and app owners in the [`Store`].
+//!
+//! A session is keyed by its login phrase (FluxOS sessions are per zelid + phrase, and the
+//! phrase is what the websocket and `logoutspecificsession` look up), indexed by zelid in the
+//! same write. Only the SHA-256 of the login signature is kept with the session; the plain
+//! signature lives 60 s in its own expiring record for the websocket push (decision 4: a stored
+//! timestamp, not a timer, so it survives a restart).
+
+use serde::{Deserialize, Serialize};
+
+use super::login::SignedPhrase;
+use crate::secret::{constant_time_eq, random_base36, secret_hash};
+use crate::store::{Batch, Cf, Millis, Store, StoreError, index_key, index_prefix, index_primary};
+
+/// How long after a login its signature is still pushed to `/ws/id/{phrase}`.
+pub const PUSH_SIGNATURE_WINDOW_MS: Millis = 60_000;
+
+/// How long a provided signature waits for `/ws/sign/{identifier}`.
+pub const PROVIDED_SIGNATURE_TTL_MS: Millis = 15 * 60_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FluxSession {
+    pub zelid: String,
+    #[serde(rename = "p")]
+    pub login_phrase: String,
+    /// hex SHA-256 of the login signature.
+    #[serde(rename = "h")]
+    pub signature_hash: String,
+    /// The phrase's timestamp (FluxOS's `createdAt`).
+    #[serde(rename = "c")]
+    pub created_at: Millis,
+    /// `created_at` + `flux.session_ttl`.
+    #[serde(rename = "e")]
+    pub expire_at: Millis,
+}
+
+impl FluxSession {
+    /// Whether `signature` is the one this session was opened with (constant time).
+    pub fn signed_with(&self, signature: &str) -> bool {
+        let presented = hex::encode(secret_hash(signature.as_bytes()));
+        constant_time_eq(presented.as_bytes(), self.signature_hash.as_bytes())
+    }
+}
+
+fn corrupt(what: &'static str) -> StoreError {
+    StoreError::Corrupt { cf: "sessions", what }
+}
+
+fn decode_session(raw: &[u8]) -> Result<FluxSession, StoreError> {
+    serde_json::from_slice(raw).map_err(|_| corrupt("undecodable session"))
+}
+
+/// A phrase waiting to be signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivePhrase {
+    pub phrase: String,
+    pub created_at: Millis,
+    pub expire_at: Millis,
+}
+
+/// Issues and stores a new login phrase.
+pub fn issue_phrase(store: &dyn Store, now: Millis, ttl: Millis) -> Result<ActivePhrase, StoreError> {
+    let phrase = crate::secret::login_phrase(now).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let mut b = Batch::new();
+    b.put_expiring(Cf::Phrases, phrase.clone().into_bytes(), now.to_be_bytes().to_vec(), now + ttl);
+    store.write(b)?;
+    Ok(ActivePhrase { phrase, created_at: now, expire_at: now + ttl })
+}
+
+fn decode_phrase(key: &[u8], raw: &[u8], ttl: Millis) -> Option<ActivePhrase> {
+    let created_at = u64::from_be_bytes(raw.try_into().ok()?);
+    Some(ActivePhrase { phrase: String::from_utf8(key.to_vec()).ok()?, created_at, expire_at: created_at + ttl })
+}
+
+/// The phrase, if it is issued and unused.
+pub fn active_phrase(store: &dyn Store, phrase: &str, ttl: Millis) -> Result<Option<ActivePhrase>, StoreError> {
+    Ok(store.get(Cf::Phrases, phrase.as_bytes())?.and_then(|raw| decode_phrase(phrase.as_bytes(), &raw, ttl)))
+}
+
+/// Every issued, unused phrase.
+pub fn active_phrases(store: &dyn Store, ttl: Millis) -> Result<Vec<ActivePhrase>, StoreError> {
+    Ok(store
+        .scan_prefix(Cf::Phrases, b"", usize::MAX)?
+        .into_iter()
+        .filter_map(|(k, v)| decode_phrase(&k, &v, ttl))
+        .collect())
+}
+
+/// Consumes the phrase and opens the session in one atomic write. `None` if the phrase was
+/// already used (or expired): of concurrent logins with one phrase exactly one gets `Some`.
+pub fn open_session(
+    store: &dyn Store,
+    login: &SignedPhrase,
+    created_at: Millis,
+    session_ttl: Millis,
+    now: Millis,
+) -> Result<Option<FluxSession>, StoreError> {
+    let session = FluxSession {
+        zelid: login.zelid.clone(),
+        login_phrase: login.phrase.clone(),
+        signature_hash: hex::encode(secret_hash(login.signature.as_bytes())),
+        created_at,
+        expire_at: created_at + session_ttl,
+    };
+    let value = serde_json::to_vec(&session).map_err(|_| corrupt("unencodable session"))?;
+    let key = login.phrase.as_bytes();
+    let mut b = Batch::new();
+    b.put_expiring(Cf::Sessions, key.to_vec(), value, session.expire_at);
+    b.put_expiring(Cf::SessionsByOwner, index_key(login.zelid.as_bytes(), key), Vec::new(), session.expire_at);
+    b.put_expiring(Cf::LoginSignatures, key.to_vec(), login.signature.clone().into_bytes(), now + PUSH_SIGNATURE_WINDOW_MS);
+    Ok(store.take(Cf::Phrases, key, b)?.map(|_| session))
+}
+
+/// The live session opened with `phrase`.
+pub fn session(store: &dyn Store, phrase: &str) -> Result<Option<FluxSession>, StoreError> {
+    store.get(Cf::Sessions, phrase.as_bytes())?.map(|raw| decode_session(&raw)).transpose()
+}
+
+/// The login signature of `phrase`'s session while the 60 s push window lasts.
+pub fn push_signature(store: &dyn Store, phrase: &str) -> Result<Option<String>, StoreError> {
+    Ok(store.get(Cf::LoginSignatures, phrase.as_bytes())?.and_then(|raw| String::from_utf8(raw).ok()))
+}
+
+/// Every live session of `zelid`, oldest phrase first.
+pub fn sessions_of(store: &dyn Store, zelid: &str) -> Result<Vec<FluxSession>, StoreError> {
+    let owner = zelid.as_bytes();
+    let mut out = Vec::new();
+    for (k, _) in store.scan_prefix(Cf::SessionsByOwner, &index_prefix(owner), usize::MAX)? {
+        let Some(phrase) = index_primary(&k, owner) else { continue };
+        if let Some(raw) = store.get(Cf::Sessions, phrase)? {
+            out.push(decode_session(&raw)?);
+        }
+    }
+    out.sort_by_key(|s| s.created_at);
+    Ok(out)
+}
+
+/// Every live session on this node.
+pub fn all_sessions(store: &dyn Store) -> Result<Vec<FluxSession>, StoreError> {
+    let mut out: Vec<FluxSession> = store
+        .scan_prefix(Cf::Sessions, b"", usize::MAX)?
+        .iter()
+        .map(|(_, v)| decode_session(v))
+        .collect::<Result<_, _>>()?;
+    out.sort_by_key(|s| s.created_at);
+    Ok(out)
+}
+
+fn delete_session(b: &mut Batch, s: &FluxSession) {
+    let key = s.login_phrase.as_bytes();
+    b.delete(Cf::Sessions, key.to_vec());
+    b.delete(Cf::SessionsByOwner, index_key(s.zelid.as_bytes(), key));
+    b.delete(Cf::LoginSignatures, key.to_vec());
+}
+
+/// Ends the session opened with `phrase` (if `zelid` is given, only if it is that zelid's).
+/// Returns whether one was ended.
+pub fn logout(store: &dyn Store, phrase: &str, zelid: Option<&str>) -> Result<Option<FluxSession>, StoreError> {
+    let Some(s) = session(store, phrase)? else { return Ok(None) };
+    if zelid.is_some_and(|z| z != s.zelid) {
+        return Ok(None);
+    }
+    let mut b = Batch::new();
+    delete_session(&mut b, &s);
+    store.write(b)?;
+    Ok(Some(s))
+}
+
+/// Ends every session of `zelid`; returns them.
+pub fn logout_all_of(store: &dyn Store, zelid: &str) -> Result<Vec<FluxSession>, StoreError> {
+    let sessions = sessions_of(store, zelid)?;
+    let mut b = Batch::new();
+    sessions.iter().for_each(|s| delete_session(&mut b, s));
+    store.write(b)?;
+    Ok(sessions)
+}
+
+/// Ends every session on this node; returns them.
+pub fn logout_everyone(store: &dyn Store) -> Result<Vec<FluxSession>, StoreError> {
+    let sessions = all_sessions(store)?;
+    for chunk in sessions.chunks(1000) {
+        let mut b = Batch::new();
+        chunk.iter().for_each(|s| delete_session(&mut b, s));
+        store.write(b)?;
+    }
+    Ok(sessions)
+}
+
+/// A signature handed over through `/id/providesign`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvidedSignature {
+    pub signature: String,
+    pub identifier: String,
+    #[serde(rename = "createdAt")]
+    pub created_at: Millis,
+    #[serde(rename = "expireAt")]
+    pub expire_at: Millis,
+    /// A 24-hex id in the shape of the MongoDB `_id` FluxOS returns.
+    #[serde(rename = "_id")]
+    pub id: String,
+}
+
+/// Stores a provided signature under its identifier for 15 minutes (a later one replaces it).
+pub fn provide_signature(store: &dyn Store, signed: &SignedPhrase, now: Millis) -> Result<ProvidedSignature, StoreError> {
+    let id = random_base36(24).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let provided = ProvidedSignature {
+        signature: signed.signature.clone(),
+        identifier: super::login::sign_identifier(&signed.zelid, &signed.phrase),
+        created_at: now,
+        expire_at: now + PROVIDED_SIGNATURE_TTL_MS,
+        id,
+    };
+    let value = serde_json::to_vec(&provided).map_err(|_| corrupt("unencodable signature"))?;
+    let mut b = Batch::new();
+    b.put_expiring(Cf::Signatures, provided.identifier.clone().into_bytes(), value, provided.expire_at);
+    store.write(b)?;
+    Ok(provided)
+}
+
+pub fn provided_signature(store: &dyn Store, identifier: &str) -> Result<Option<ProvidedSignature>, StoreError> {
+    store
+        .get(Cf::Signatures, identifier.as_bytes())?
+        .map(|raw| serde_json::from_slice(&raw).map_err(|_| corrupt("undecodable signature")))
+        .transpose()
+}
+
+pub fn set_app_owner(store: &dyn Store, app: &str, owner: &str) -> Result<(), StoreError> {
+    let mut b = Batch::new();
+    b.put(Cf::AppOwners, app.as_bytes().to_vec(), owner.as_bytes().to_vec());
+    store.write(b)
+}
+
+pub fn app_owner(store: &dyn Store, app: &str) -> Result<Option<String>, StoreError> {
+    Ok(store.get(Cf::AppOwners, app.as_bytes())?.and_then(|v| String::from_utf8(v).ok()))
+}
+
+pub fn app_owners(store: &dyn Store) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(store
+        .scan_prefix(Cf::AppOwners, b"", usize::MAX)?
+        .into_iter()
+        .filter_map(|(k, v)| Some((String::from_utf8(k).ok()?, String::from_utf8(v).ok()?)))
+        .collect())
+}

@@ -1,0 +1,288 @@
+//! Persistence: the [`Store`] trait and its embedded RocksDB implementation.
+//!
+//! The store is a set of key/value column families ([`Cf`]) with four guarantees the domain
+//! builds on:
+//! - a [`Batch`] commits atomically, so a record and its secondary-index entries (e.g. a
+//!   session and its "sessions of this owner" entry) never disagree;
+//! - [`Store::take`] consumes a key and commits a batch in one step, with exactly one winner
+//!   among any number of concurrent takers (single-use phrases, tickets, challenges);
+//! - a record written with an expiry reads as absent from that instant on, and the sweeper
+//!   removes it later;
+//! - a write that returned `Ok` survives `kill -9` (see [`Durability`]).
+
+mod rocks;
+mod sweeper;
+
+pub use rocks::RocksStore;
+pub use sweeper::Sweeper;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch: the store's and the wire's unit of time.
+pub type Millis = u64;
+
+/// Now, in [`Millis`].
+pub fn now_ms() -> Millis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// The kinds of record, one column family each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cf {
+    /// Issued, not yet used login phrases (Flux `activeloginphrases`).
+    Phrases,
+    /// Wallet sessions by credential (Flux `loggedusers`).
+    Sessions,
+    /// Index: owner ‖ 0x00 ‖ session key → empty.
+    SessionsByOwner,
+    /// Signatures handed over by `/id/providesign` (Flux `activesignatures`).
+    Signatures,
+    /// App name → owner identity.
+    AppOwners,
+    /// Expiry schedule: expires_at (BE) ‖ cf id ‖ key → empty. Internal to the store.
+    Expiry,
+    /// Store metadata (schema version, readiness probe).
+    Meta,
+    /// A login's signature for the websocket push, for 60 s after the login.
+    LoginSignatures,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 8] = [
+        Cf::Phrases,
+        Cf::Sessions,
+        Cf::SessionsByOwner,
+        Cf::Signatures,
+        Cf::AppOwners,
+        Cf::Expiry,
+        Cf::Meta,
+        Cf::LoginSignatures,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Phrases => "phrases",
+            Cf::Sessions => "sessions",
+            Cf::SessionsByOwner => "sessions_by_owner",
+            Cf::Signatures => "signatures",
+            Cf::AppOwners => "app_owners",
+            Cf::Expiry => "expiry",
+            Cf::Meta => "meta",
+            Cf::LoginSignatures => "login_signatures",
+        }
+    }
+
+    /// The byte that names this family inside expiry keys. Stable on disk: never reuse one.
+    fn id(self) -> u8 {
+        match self {
+            Cf::Phrases => 1,
+            Cf::Sessions => 2,
+            Cf::SessionsByOwner => 3,
+            Cf::Signatures => 4,
+            Cf::AppOwners => 5,
+            Cf::Expiry => 6,
+            Cf::Meta => 7,
+            Cf::LoginSignatures => 8,
+        }
+    }
+
+    fn from_id(id: u8) -> Option<Cf> {
+        Cf::ALL.into_iter().find(|cf| cf.id() == id)
+    }
+}
+
+/// How hard a commit is pushed to disk before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Every commit is fsynced before it returns: it survives `kill -9` and power loss.
+    /// Concurrent commits share one fsync (RocksDB's write groups), which is the group commit.
+    #[default]
+    Fsync,
+    /// Commits reach the write-ahead log in the OS page cache before they return: they survive
+    /// `kill -9` of sigil but not a crash of the machine. The WAL is fsynced every second.
+    Buffered,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("store backend error: {0}")]
+    Backend(String),
+    #[error("corrupt record in {cf}: {what}")]
+    Corrupt { cf: &'static str, what: &'static str },
+}
+
+/// One write inside a [`Batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Put { cf: Cf, key: Vec<u8>, value: Vec<u8>, expires_at: Option<Millis> },
+    Delete { cf: Cf, key: Vec<u8> },
+}
+
+/// Writes that commit together or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes a record that never expires.
+    pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::Put { cf, key: key.into(), value: value.into(), expires_at: None });
+        self
+    }
+
+    /// Writes a record that reads as absent from `expires_at` on.
+    pub fn put_expiring(
+        &mut self,
+        cf: Cf,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+        expires_at: Millis,
+    ) -> &mut Self {
+        self.ops.push(Op::Put { cf, key: key.into(), value: value.into(), expires_at: Some(expires_at) });
+        self
+    }
+
+    pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::Delete { cf, key: key.into() });
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+}
+
+/// A key and its (live) value, as returned by scans.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// The persistence layer every actor talks to.
+pub trait Store: Send + Sync + 'static {
+    /// The live value under `key`, or `None` if absent or expired.
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Commits `batch` atomically and durably (per the store's [`Durability`]).
+    fn write(&self, batch: Batch) -> Result<(), StoreError>;
+
+    /// If `key` holds a live value, deletes it and commits `then` in the same atomic write,
+    /// and returns the value; otherwise writes nothing and returns `None`. Of any number of
+    /// concurrent `take`s of one key, exactly one gets `Some`.
+    fn take(&self, cf: Cf, key: &[u8], then: Batch) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Live entries whose key starts with `prefix`, in key order, at most `limit` of them.
+    fn scan_prefix(&self, cf: Cf, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError>;
+
+    /// Deletes every record whose expiry is at or before `now`; returns how many.
+    fn sweep_expired(&self, now: Millis) -> Result<usize, StoreError>;
+
+    /// How many expiry-schedule entries are due at `now` (the sweeper's backlog).
+    fn pending_expiries(&self, now: Millis) -> Result<usize, StoreError>;
+
+    /// Proves the store can still commit (for `/readyz`).
+    fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// On disk a value is `expires_at` (u64 BE, 0 = never) followed by the payload.
+pub(crate) mod envelope {
+    use super::Millis;
+
+    pub const HEADER: usize = 8;
+
+    pub fn wrap(value: &[u8], expires_at: Option<Millis>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + value.len());
+        out.extend_from_slice(&expires_at.unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// The expiry (if any) and payload of a stored value; `None` if it is too short.
+    pub fn open(raw: &[u8]) -> Option<(Option<Millis>, &[u8])> {
+        let (head, payload) = raw.split_first_chunk::<HEADER>()?;
+        let at = u64::from_be_bytes(*head);
+        Some(((at != 0).then_some(at), payload))
+    }
+
+    pub fn is_live(expires_at: Option<Millis>, now: Millis) -> bool {
+        expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// Keys of the expiry schedule: time first, so a sweep is one range scan.
+pub(crate) mod expiry_key {
+    use super::{Cf, Millis};
+
+    pub fn encode(at: Millis, cf: Cf, key: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + key.len());
+        out.extend_from_slice(&at.to_be_bytes());
+        out.push(cf.id());
+        out.extend_from_slice(key);
+        out
+    }
+
+    pub fn decode(raw: &[u8]) -> Option<(Millis, Cf, &[u8])> {
+        let (at, rest) = raw.split_first_chunk::<8>()?;
+        let (cf, key) = rest.split_first()?;
+        Some((u64::from_be_bytes(*at), Cf::from_id(*cf)?, key))
+    }
+}
+
+/// Key of a secondary-index entry: `owner ‖ 0x00 ‖ primary key`. Owners never contain NUL.
+pub fn index_key(owner: &[u8], primary: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(owner.len() + 1 + primary.len());
+    out.extend_from_slice(owner);
+    out.push(0);
+    out.extend_from_slice(primary);
+    out
+}
+
+/// The scan prefix that lists every index entry of `owner`.
+pub fn index_prefix(owner: &[u8]) -> Vec<u8> {
+    let mut out = owner.to_vec();
+    out.push(0);
+    out
+}
+
+/// The primary key inside an index entry's key, given the owner it was listed under.
+pub fn index_primary<'a>(index_key: &'a [u8], owner: &[u8]) -> Option<&'a [u8]> {
+    index_key.get(owner.len() + 1..)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trip() {
+        let raw = envelope::wrap(b"abc", Some(42));
+        assert_eq!(envelope::open(&raw), Some((Some(42), &b"abc"[..])));
+        let raw = envelope::wrap(b"", None);
+        assert_eq!(envelope::open(&raw), Some((None, &b""[..])));
+        assert_eq!(envelope::open(b"short"), None);
+        assert!(envelope::is_live(None, u64::MAX));
+        assert!(envelope::is_live(Some(10), 9));
+        assert!(!envelope::is_live(Some(10), 10));
+    }
+
+    #[test]
+    fn expiry_keys_sort_by_time_and_round_trip() {
+        let a = expiry_key::encode(5, Cf::Sessions, b"zzz");
+        let b = expiry_key::encode(6, Cf::Phrases, b"aaa");
+        assert!(a < b);
+        assert_eq!(expiry_key::decode(&a), Some((5, Cf::Sessions, &b"zzz"[..])));
+        assert_eq!(expiry_key::decode(&[0; 8]), None);
+        for cf in Cf::ALL {
+            assert_eq!(Cf::from_id(cf.id()), Some(cf));
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The embedded RocksDB implementation of [`Store`].
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+
+use super::{Batch, Cf, Durability, Entry, Millis, Op, Store, StoreError, envelope, expiry_key, now_ms};
+
+/// Version of the on-disk layout, kept in `meta/schema`. Bump it with a migration.
+const SCHEMA_VERSION: &[u8] = b"1";
+
+/// Lock stripes that serialise conflicting writes to one key (take vs. take, take vs. sweep).
+const STRIPES: usize = 64;
+
+/// How many expired records a sweep deletes per atomic write.
+const SWEEP_CHUNK: usize = 512;
+
+pub struct RocksStore {
+    db: DB,
+    write_opts: WriteOptions,
+    stripes: Vec<Mutex<()>>,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore").field("path", &self.db.path()).finish_non_exhaustive()
+    }
+}
+
+fn backend(e: rocksdb::Error) -> StoreError {
+    StoreError::Backend(e.into_string())
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the store in `path`.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let open_err = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+        std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
+
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(std::thread::available_parallelism().map_or(2, |n| n.get() as i32));
+        // Buffered mode: let RocksDB fsync the WAL in the background every 512 KiB.
+        opts.set_wal_bytes_per_sync(512 * 1024);
+        let families = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, families).map_err(|e| open_err(e.into_string()))?;
+
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(durability == Durability::Fsync);
+        let store = Self { db, write_opts, stripes: (0..STRIPES).map(|_| Mutex::new(())).collect() };
+        store.check_schema().map_err(|e| open_err(e.to_string()))?;
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        match self.get(Cf::Meta, b"schema")? {
+            None => {
+                let mut batch = Batch::new();
+                batch.put(Cf::Meta, b"schema".to_vec(), SCHEMA_VERSION.to_vec());
+                self.write(batch)
+            }
+            Some(v) if v == SCHEMA_VERSION => Ok(()),
+            Some(_) => Err(StoreError::Corrupt { cf: "meta", what: "unknown schema version" }),
+        }
+    }
+
+    /// Flushes memtables to SST files so the next open replays no log. Call before exit.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(backend)?;
+        for cf in Cf::ALL {
+            self.db.flush_cf(self.handle(cf)?).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn handle(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {
+        self.db.cf_handle(cf.name()).ok_or(StoreError::Corrupt { cf: cf.name(), what: "column family missing" })
+    }
+
+    fn stripe_of(cf: Cf, key: &[u8]) -> usize {
+        let mut h = DefaultHasher::new();
+        cf.hash(&mut h);
+        key.hash(&mut h);
+        (h.finish() % STRIPES as u64) as usize
+    }
+
+    /// Locks the stripes of `keys` in ascending order, so two lockers cannot deadlock.
+    fn lock<'a>(&self, keys: impl Iterator<Item = (Cf, &'a [u8])>) -> Vec<MutexGuard<'_, ()>> {
+        let mut ids: Vec<usize> = keys.map(|(cf, key)| Self::stripe_of(cf, key)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        // The stripes guard no data, so a poisoned one is as good as a clean one.
+        ids.into_iter()
+            .filter_map(|i| self.stripes.get(i))
+            .map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            .collect()
+    }
+
+    fn batch_keys(batch: &Batch) -> impl Iterator<Item = (Cf, &[u8])> {
+        batch.ops().iter().map(|op| match op {
+            Op::Put { cf, key, .. } | Op::Delete { cf, key } => (*cf, key.as_slice()),
+        })
+    }
+
+    /// Commits `batch` with its expiry-schedule entries. Callers hold the stripes.
+    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        let expiry = self.handle(Cf::Expiry)?;
+        for op in batch.ops() {
+            match op {
+                Op::Put { cf, key, value, expires_at } => {
+                    wb.put_cf(self.handle(*cf)?, key, envelope::wrap(value, *expires_at));
+                    if let Some(at) = expires_at {
+                        wb.put_cf(expiry, expiry_key::encode(*at, *cf, key), []);
+                    }
+                }
+                Op::Delete { cf, key } => wb.delete_cf(self.handle(*cf)?, key),
+            }
+        }
+        self.db.write_opt(wb, &self.write_opts).map_err(backend)
+    }
+
+    fn get_at(&self, cf: Cf, key: &[u8], now: Millis) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(raw) = self.db.get_pinned_cf(self.handle(cf)?, key).map_err(backend)? else {
+            return Ok(None);
+        };
+        let (expires_at, payload) =
+            envelope::open(&raw).ok_or(StoreError::Corrupt { cf: cf.name(), what: "value shorter than its header" })?;
+        Ok(envelope::is_live(expires_at, now).then(|| payload.to_vec()))
+    }
+}
+
+impl Store for RocksStore {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_at(cf, key, now_ms())
+    }
+
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let _guards = self.lock(Self::batch_keys(&batch));
+        self.commit(&batch)
+    }
+
+    fn take(&self, cf: Cf, key: &[u8], mut then: Batch) -> Result<Option<Vec<u8>>, StoreError> {
+        let _guards = self.lock(Self::batch_keys(&then).chain([(cf, key)]));
+        let Some(value) = self.get_at(cf, key, now_ms())? else {
+            return Ok(None);
+        };
+        then.delete(cf, key.to_vec());
+        self.commit(&then)?;
+        Ok(Some(value))
+    }
+
+    fn scan_prefix(&self, cf: Cf, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(self.handle(cf)?, IteratorMode::From(prefix, Direction::Forward));
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, raw) = item.map_err(backend)?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let (expires_at, payload) =
+                envelope::open(&raw).ok_or(StoreError::Corrupt { cf: cf.name(), what: "value shorter than its header" })?;
+            if envelope::is_live(expires_at, now) {
+                out.push((key.into_vec(), payload.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn sweep_expired(&self, now: Millis) -> Result<usize, StoreError> {
+        let expiry = self.handle(Cf::Expiry)?;
+        let mut swept = 0;
+        loop {
+            // Collect one chunk of due schedule entries, then delete outside the iterator.
+            let mut due = Vec::with_capacity(SWEEP_CHUNK);
+            for item in self.db.iterator_cf(expiry, IteratorMode::Start) {
+                let (raw_key, _) = item.map_err(backend)?;
+                match expiry_key::decode(&raw_key) {
+                    Some((at, _, _)) if at > now => break,
+                    _ => due.push(raw_key),
+                }
+                if due.len() == SWEEP_CHUNK {
+                    break;
+                }
+            }
+            if due.is_empty() {
+                return Ok(swept);
+            }
+            for raw_key in &due {
+                let mut wb = WriteBatch::default();
+                wb.delete_cf(expiry, raw_key);
+                let Some((_, cf, key)) = expiry_key::decode(raw_key) else {
+                    self.db.write_opt(wb, &self.write_opts).map_err(backend)?;
+                    continue;
+                };
+                // The record may have been rewritten with a later expiry or none: only a
+                // record that is itself expired is deleted, checked under its key's lock.
+                let _guard = self.lock([(cf, key)].into_iter());
+                let raw = self.db.get_pinned_cf(self.handle(cf)?, key).map_err(backend)?;
+                if let Some((expires_at, _)) = raw.as_deref().and_then(envelope::open)
+                    && !envelope::is_live(expires_at, now)
+                {
+                    wb.delete_cf(self.handle(cf)?, key);
+                    swept += 1;
+                }
+                self.db.write_opt(wb, &self.write_opts).map_err(backend)?;
+            }
+        }
+    }
+
+    fn pending_expiries(&self, now: Millis) -> Result<usize, StoreError> {
+        let mut due = 0;
+        for item in self.db.iterator_cf(self.handle(Cf::Expiry)?, IteratorMode::Start) {
+            let (raw_key, _) = item.map_err(backend)?;
+            match expiry_key::decode(&raw_key) {
+                Some((at, _, _)) if at > now => break,
+                _ => due += 1,
+            }
+        }
+        Ok(due)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        batch.put(Cf::Meta, b"ping".to_vec(), now_ms().to_be_bytes().to_vec());
+        self.write(batch)
+    }
+}

@@ -1,0 +1,12 @@
+//! sigil's thin HTTP front: it parses, authenticates and maps errors; the domain lives in
+//! `sigil-engine` and state in `sigil-actors`.
+
+pub mod cli;
+pub mod error;
+pub mod logging;
+pub mod metrics;
+pub mod routes;
+pub mod server;
+
+pub use error::FrontError;
+pub use server::Sigil;

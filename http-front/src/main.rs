@@ -1,0 +1,40 @@
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use sigil_engine::config::Config;
+use sigil_http::cli::{Cli, Command, ConfigArgs, ConfigCommand};
+use sigil_http::{FrontError, Sigil, logging};
+
+fn load(args: &ConfigArgs) -> Result<Config, FrontError> {
+    Ok(Config::load(args.config.as_deref(), std::env::vars())?)
+}
+
+async fn serve(args: &ConfigArgs) -> Result<(), FrontError> {
+    let config = load(args)?;
+    logging::init(&config.log);
+    let sigil = Sigil::bind(config)?;
+    sigil.run().await
+}
+
+fn show(args: &ConfigArgs) -> Result<(), FrontError> {
+    let config = load(args)?;
+    let text = toml::to_string_pretty(&config).map_err(|e| FrontError::Startup(e.to_string()))?;
+    print!("{text}");
+    Ok(())
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Config { command: ConfigCommand::Show(args) } => show(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sigil: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Assembling and running the server: store, sweeper, metrics, routes, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use prometheus::Registry;
+use sigil_engine::config::{Config, StoreBackend};
+use sigil_engine::store::{RocksStore, Store, Sweeper};
+
+use crate::error::FrontError;
+use crate::metrics::{self, HttpMetrics};
+use crate::routes;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+}
+
+/// A bound, not yet running sigil.
+pub struct Sigil {
+    server: Server,
+    addr: SocketAddr,
+    store: Arc<RocksStore>,
+    sweeper: Sweeper,
+}
+
+impl Sigil {
+    /// Opens the store and binds the listener; nothing is served until [`Sigil::run`].
+    pub fn bind(config: Config) -> Result<Self, FrontError> {
+        if config.store.backend == StoreBackend::Redis {
+            return Err(FrontError::NotAvailable("store.backend = \"redis\""));
+        }
+        let store = Arc::new(RocksStore::open(&config.server.data_dir, config.store.durability)?);
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let sweeper = Sweeper::start(dyn_store.clone(), config.store.sweep_interval.0)
+            .map_err(|e| FrontError::Startup(format!("cannot start the expiry sweeper: {e}")))?;
+
+        let metrics = HttpMetrics::new(Registry::new()).map_err(|e| FrontError::Startup(e.to_string()))?;
+        let config = Arc::new(config);
+        let state = web::Data::new(AppState { config: config.clone(), store: dyn_store });
+        let metrics_data = web::Data::new(metrics);
+        let max_body = config.server.max_body_bytes;
+
+        let mut http = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(metrics_data.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .wrap(from_fn(metrics::track))
+                .configure(routes::health::configure)
+        })
+        .shutdown_timeout(config.server.shutdown_timeout.0.as_secs().max(1))
+        .client_request_timeout(Duration::from_secs(5))
+        .client_disconnect_timeout(Duration::from_secs(2))
+        .keep_alive(Duration::from_secs(75));
+        if config.server.workers > 0 {
+            http = http.workers(config.server.workers);
+        }
+        let listen = config.server.listen;
+        let http = http.bind(listen).map_err(|e| FrontError::Bind { addr: listen, reason: e.to_string() })?;
+        let addr = http.addrs().first().copied().unwrap_or(listen);
+        let server = http.run();
+        Ok(Self { server, addr, store, sweeper })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that stops the server gracefully (`handle.stop(true)`).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM or [`ServerHandle::stop`], lets in-flight requests finish,
+    /// then closes the store cleanly.
+    pub async fn run(self) -> Result<(), FrontError> {
+        let Self { server, addr, store, sweeper } = self;
+        tracing::info!(%addr, "sigil listening on http://{addr}");
+        let served = server.await;
+        tracing::info!("shutting down: requests drained, closing the store");
+        drop(sweeper);
+        let flushed = store.flush();
+        drop(store);
+        served.map_err(|e| FrontError::Runtime(e.to_string()))?;
+        flushed?;
+        tracing::info!("sigil stopped cleanly");
+        Ok(())
+    }
+}
