@@ -46,6 +46,11 @@ pub struct LogoutAll {
 #[rtype(result = "Result<usize, FluxError>")]
 pub struct LogoutEveryone;
 
+/// Keep a signature for `/ws/sign/{identifier}` and push it to waiting sockets.
+#[derive(Message)]
+#[rtype(result = "Result<session::ProvidedSignature, FluxError>")]
+pub struct ProvideSignature(pub SignedPhrase);
+
 #[derive(Message)]
 #[rtype(result = "Result<(), FluxError>")]
 pub struct SetAppOwner {
@@ -135,6 +140,17 @@ impl Handler<LogoutEveryone> for SessionRegistry {
         let n = session::logout_everyone(self.store.as_ref())?.len();
         self.ended(n);
         Ok(n)
+    }
+}
+
+impl Handler<ProvideSignature> for SessionRegistry {
+    type Result = Result<session::ProvidedSignature, FluxError>;
+
+    fn handle(&mut self, ProvideSignature(signed): ProvideSignature, _: &mut SyncContext<Self>) -> Self::Result {
+        let provided = session::provide_signature(self.store.as_ref(), &signed, now_ms())?;
+        let event = Event { payload: Payload::Signature(provided.clone()), committed_at: Instant::now() };
+        self.notifier.do_send(Publish(Topic::Sign(provided.identifier.clone()), event));
+        Ok(provided)
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod flux;
 pub mod logging;
 pub mod metrics;
 pub mod routes;

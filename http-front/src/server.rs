@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Actor as _;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
@@ -11,14 +12,52 @@ use prometheus::Registry;
 use sigil_engine::config::{Config, StoreBackend};
 use sigil_engine::store::{RocksStore, Store, Sweeper};
 
+use sigil_actors::metrics::ActorMetrics;
+use sigil_actors::notifier::Notifier;
+use sigil_actors::phrases::PhraseIssuer;
+use sigil_actors::sessions::{SessionReader, SessionRegistry};
+use sigil_actors::verifier::{PoolConfig, VerifierPool};
+
 use crate::error::FrontError;
+use crate::flux::FluxState;
 use crate::metrics::{self, HttpMetrics};
-use crate::routes;
+use crate::{flux, routes};
+
+/// Threads of the sync actors that commit to the store. Concurrent commits share an fsync, so
+/// more writers than cores raise login throughput under fsync durability.
+const STORE_WRITER_THREADS: usize = 4;
 
 /// What every handler can reach.
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
+}
+
+/// Starts the Flux actors; they live as long as the actix system.
+fn start_flux(config: &Config, store: &Arc<dyn Store>, metrics: ActorMetrics) -> FluxState {
+    let flux = config.flux.clone();
+    let notifier = Notifier::new(Some(metrics.clone())).start();
+    let policy = if flux.accept_segwit { sigil_engine::verify::Policy::SIGIL } else { sigil_engine::verify::Policy::FLUXOS };
+    let verifier = VerifierPool::new(PoolConfig { policy, ..PoolConfig::default() }, Some(metrics.clone())).start();
+    let issuer = PhraseIssuer::start(store.clone(), flux.phrase_ttl.as_millis(), STORE_WRITER_THREADS);
+    let registry = SessionRegistry::start(
+        store.clone(),
+        flux.session_ttl.as_millis(),
+        notifier.clone(),
+        Some(metrics.clone()),
+        STORE_WRITER_THREADS,
+    );
+    let reader = SessionReader::new(store.clone(), flux.phrase_ttl.as_millis());
+    FluxState {
+        config: flux,
+        issuer,
+        registry,
+        verifier,
+        notifier,
+        reader,
+        metrics,
+        max_body_bytes: config.server.max_body_bytes,
+    }
 }
 
 /// A bound, not yet running sigil.
@@ -41,18 +80,24 @@ impl Sigil {
             .map_err(|e| FrontError::Startup(format!("cannot start the expiry sweeper: {e}")))?;
 
         let metrics = HttpMetrics::new(Registry::new()).map_err(|e| FrontError::Startup(e.to_string()))?;
+        let actor_metrics = ActorMetrics::new(metrics.registry()).map_err(|e| FrontError::Startup(e.to_string()))?;
+        let flux_state = start_flux(&config, &dyn_store, actor_metrics);
         let config = Arc::new(config);
         let state = web::Data::new(AppState { config: config.clone(), store: dyn_store });
         let metrics_data = web::Data::new(metrics);
+        let flux_data = web::Data::new(flux_state);
         let max_body = config.server.max_body_bytes;
 
         let mut http = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(metrics_data.clone())
+                .app_data(flux_data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .wrap(from_fn(metrics::track))
                 .configure(routes::health::configure)
+                .configure(flux::routes::configure)
+                .configure(flux::ws::configure)
         })
         .shutdown_timeout(config.server.shutdown_timeout.0.as_secs().max(1))
         .client_request_timeout(Duration::from_secs(5))

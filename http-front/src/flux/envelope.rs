@@ -1,0 +1,60 @@
+//! FluxOS's response envelope: HTTP 200 and `{"status", "data"}` for every answer.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sigil_engine::flux::FluxError;
+
+/// `{"status":"success","data":<data>}`.
+pub fn data(data: impl Serialize) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "success", "data": data}))
+}
+
+/// `{"status":"success","data":{"message":…}}`.
+pub fn success_message(message: &str) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "success", "data": {"message": message}}))
+}
+
+/// `{"status":"warning","data":{"message":…}}`.
+pub fn warning_message(message: &str) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "warning", "data": {"message": message}}))
+}
+
+/// `{"status":"error","data":{"message":…}}` (no name: a plain refusal, e.g. checkprivilege's `none`).
+pub fn error_message(message: &str) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "error", "data": {"message": message}}))
+}
+
+/// The 401 body FluxOS sends (with HTTP 200) when a privilege check fails.
+pub fn unauthorized() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "status": "error",
+        "data": {"code": 401, "name": "Unauthorized", "message": "Unauthorized. Access denied."}
+    }))
+}
+
+/// A thrown error, as FluxOS reports it: `{"status":"error","data":{"name":"Error","message":…}}`.
+pub fn error(e: &FluxError) -> HttpResponse {
+    let (status, code): (StatusCode, Option<u16>) = match e {
+        FluxError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, Some(503)),
+        FluxError::Store(err) => {
+            tracing::error!(error = %err, "store failure on a Flux route");
+            (StatusCode::OK, None)
+        }
+        _ => (StatusCode::OK, None),
+    };
+    let mut body = serde_json::Map::new();
+    if let Some(code) = code {
+        body.insert("code".into(), json!(code));
+    }
+    body.insert("name".into(), json!(e.js_name()));
+    body.insert("message".into(), json!(e.to_string()));
+    HttpResponse::build(status).json(json!({"status": "error", "data": Value::Object(body)}))
+}
+
+/// Refusals that are not FluxOS's own: an oversized body (413) or a rate limit (429).
+pub fn refused(status: StatusCode, name: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .json(json!({"status": "error", "data": {"code": status.as_u16(), "name": name, "message": message}}))
+}

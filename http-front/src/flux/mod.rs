@@ -1,0 +1,47 @@
+//! The Flux ZelID dialect: every `/id/*` route (also at `/zelid/*`) and the `/ws/` sockets.
+//!
+//! Handlers parse, check the caller's privilege and map errors to FluxOS's envelope; the
+//! rules live in `sigil_engine::flux`, the state in the actors.
+
+pub mod auth;
+pub mod body;
+pub mod envelope;
+pub mod frame;
+pub mod routes;
+pub mod ws;
+
+use actix::Addr;
+use sigil_actors::metrics::ActorMetrics;
+use sigil_actors::notifier::Notifier;
+use sigil_actors::phrases::PhraseIssuer;
+use sigil_actors::sessions::{SessionReader, SessionRegistry};
+use sigil_actors::verifier::VerifierPool;
+use sigil_engine::config::FluxConfig;
+use sigil_engine::flux::login::AddressRules;
+use sigil_engine::verify::Policy;
+
+/// What the Flux handlers reach: the actors, the session reader, the settings.
+pub struct FluxState {
+    pub config: FluxConfig,
+    pub issuer: Addr<PhraseIssuer>,
+    pub registry: Addr<SessionRegistry>,
+    pub verifier: Addr<VerifierPool>,
+    pub notifier: Addr<Notifier>,
+    pub reader: SessionReader,
+    pub metrics: ActorMetrics,
+    pub max_body_bytes: usize,
+}
+
+impl FluxState {
+    pub fn rules(&self) -> AddressRules {
+        AddressRules { accept_segwit: self.config.accept_segwit }
+    }
+
+    pub fn policy(&self) -> Policy {
+        if self.config.accept_segwit { Policy::SIGIL } else { Policy::FLUXOS }
+    }
+
+    pub fn phrase_ttl(&self) -> u64 {
+        self.config.phrase_ttl.as_millis()
+    }
+}

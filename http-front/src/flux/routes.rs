@@ -1,0 +1,281 @@
+//! The `/id/*` handlers, in FluxOS's check order, with sigil's decisions applied.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+use sigil_actors::phrases::{ActivePhrases, IssuePhrase};
+use sigil_actors::sessions::{Logout, LogoutAll, LogoutEveryone, OpenSession, ProvideSignature};
+use sigil_actors::{ActorError, verifier};
+use sigil_engine::flux::privilege::{Level, Privilege};
+use sigil_engine::flux::session::FluxSession;
+use sigil_engine::flux::{FluxError, Fields, iso_millis, login};
+use sigil_engine::store::now_ms;
+use sigil_engine::verify::{AddressKind, Check};
+
+use super::auth::{self, Credential};
+use super::body::{self, BodyError};
+use super::{FluxState, envelope};
+
+type State = web::Data<FluxState>;
+
+/// Every route, registered under both `/id` and `/zelid` (decision 15).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for prefix in ["/id", "/zelid"] {
+        cfg.service(
+            web::scope(prefix)
+                .route("/loginphrase", web::get().to(loginphrase))
+                .route("/emergencyphrase", web::get().to(emergencyphrase))
+                .route("/verifylogin", web::post().to(verifylogin))
+                .route("/providesign", web::post().to(providesign))
+                .route("/checkprivilege", web::post().to(checkprivilege))
+                .route("/loggedsessions", web::get().to(loggedsessions))
+                .route("/logoutcurrentsession", web::get().to(logoutcurrentsession))
+                .route("/logoutallsessions", web::get().to(logoutallsessions))
+                .route("/logoutspecificsession", web::post().to(logoutspecificsession))
+                .route("/loggedusers", web::get().to(loggedusers))
+                .route("/activeloginphrases", web::get().to(activeloginphrases))
+                .route("/logoutallusers", web::get().to(logoutallusers)),
+        );
+    }
+}
+
+fn actor_error(e: ActorError) -> FluxError {
+    tracing::warn!(error = %e, "actor unavailable");
+    FluxError::Overloaded
+}
+
+fn reply<T>(result: Result<T, FluxError>, ok: impl FnOnce(T) -> HttpResponse) -> HttpResponse {
+    match result {
+        Ok(v) => ok(v),
+        Err(e) => envelope::error(&e),
+    }
+}
+
+async fn fields(payload: web::Payload, state: &FluxState) -> Result<Fields, HttpResponse> {
+    match body::read(payload, state.max_body_bytes).await {
+        Ok(bytes) => Ok(Fields::parse(&bytes)),
+        Err(e @ BodyError::TooLarge(_)) => Err(envelope::refused(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", &e.to_string())),
+        Err(e @ BodyError::Broken) => Err(envelope::refused(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string())),
+    }
+}
+
+/// Health gates are a hook (decision 14); by default the only gate is that the store takes
+/// the phrase, which issuing does anyway.
+async fn loginphrase(state: State) -> HttpResponse {
+    issue(&state).await
+}
+
+async fn emergencyphrase(state: State) -> HttpResponse {
+    issue(&state).await
+}
+
+async fn issue(state: &FluxState) -> HttpResponse {
+    let issued = match state.issuer.send(IssuePhrase).await {
+        Ok(r) => r,
+        Err(_) => Err(FluxError::Overloaded),
+    };
+    reply(issued, |p| envelope::data(p.phrase))
+}
+
+fn session_json(s: &FluxSession) -> serde_json::Value {
+    json!({
+        "zelid": s.zelid,
+        "loginPhrase": s.login_phrase,
+        "createdAt": iso_millis(s.created_at),
+        "expireAt": iso_millis(s.expire_at),
+    })
+}
+
+async fn verifylogin(payload: web::Payload, state: State) -> HttpResponse {
+    let fields = match fields(payload, &state).await {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let outcome = login_flow(&state, &fields).await;
+    let (label, kind) = match &outcome {
+        Ok((s, _)) => ("success", AddressKind::of(&s.zelid, state.policy()).label()),
+        Err(FluxError::InvalidSignature) => ("invalid_signature", "unknown"),
+        Err(FluxError::PhraseNotActive) => ("phrase_not_active", "unknown"),
+        Err(FluxError::Overloaded | FluxError::Store(_)) => ("unavailable", "unknown"),
+        Err(_) => ("bad_request", "unknown"),
+    };
+    state.metrics.logins.with_label_values(&[label, kind]).inc();
+    reply(outcome, |(s, signature)| {
+        envelope::data(json!({
+            "message": "Successfully logged in",
+            "zelid": s.zelid,
+            "loginPhrase": s.login_phrase,
+            "signature": signature,
+            "privilage": Privilege::of(&s.zelid, &state.config).label(),
+            "createdAt": iso_millis(s.created_at),
+            "expireAt": iso_millis(s.expire_at),
+        }))
+    })
+}
+
+/// Steps 1–10 of FluxOS's verifylogin. The phrase is consumed only after the signature
+/// verified (a failed check does not burn it), atomically with the session's creation.
+async fn login_flow(state: &FluxState, fields: &Fields) -> Result<(FluxSession, String), FluxError> {
+    let now = now_ms();
+    let attempt = login::check_login(fields, state.rules(), now, state.phrase_ttl())?;
+    let active = state.reader.active_phrase(&attempt.phrase)?.ok_or(FluxError::PhraseNotActive)?;
+    if active.created_at >= now {
+        return Err(FluxError::PhraseNotActive);
+    }
+    let check = Check {
+        message: attempt.phrase.clone(),
+        address: attempt.zelid.clone(),
+        signature: attempt.signature.clone(),
+    };
+    verifier::verify(&state.verifier, check).await.map_err(actor_error)?.map_err(|_| FluxError::InvalidSignature)?;
+    let signature = attempt.signature.clone();
+    let opened = state
+        .registry
+        .send(OpenSession { login: attempt, created_at: active.created_at })
+        .await
+        .map_err(|_| FluxError::Overloaded)??;
+    opened.map(|s| (s, signature)).ok_or(FluxError::PhraseNotActive)
+}
+
+async fn providesign(payload: web::Payload, state: State) -> HttpResponse {
+    let fields = match fields(payload, &state).await {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let provided = async {
+        let signed = login::check_provided(&fields, state.rules())?;
+        if state.config.verify_provided_signatures {
+            let check =
+                Check { message: signed.phrase.clone(), address: signed.zelid.clone(), signature: signed.signature.clone() };
+            verifier::verify(&state.verifier, check).await.map_err(actor_error)?.map_err(|_| FluxError::InvalidSignature)?;
+        }
+        state.registry.send(ProvideSignature(signed)).await.map_err(|_| FluxError::Overloaded)?
+    }
+    .await;
+    reply(provided, |p| {
+        envelope::data(json!({
+            "signature": p.signature,
+            "identifier": p.identifier,
+            "createdAt": iso_millis(p.created_at),
+            "expireAt": iso_millis(p.expire_at),
+            "_id": p.id,
+        }))
+    })
+}
+
+async fn checkprivilege(payload: web::Payload, state: State) -> HttpResponse {
+    let fields = match fields(payload, &state).await {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let credential = (|| -> Result<(Credential, Option<String>), FluxError> {
+        let zelid = fields.string(&["zelid"])?.ok_or(FluxError::NoUserFluxId)?;
+        let phrase = fields.string(&["loginPhrase"])?.ok_or(FluxError::NoUserLoginPhrase)?;
+        let signature = fields.string(&["signature"])?.ok_or(FluxError::NoUserSignature)?;
+        let app = fields.string(&["appname"]).ok().flatten();
+        Ok((Credential { zelid, phrase, signature }, app))
+    })();
+    let (credential, app) = match credential {
+        Ok(c) => c,
+        Err(e) => return envelope::error(&e),
+    };
+    for (level, label) in [(Level::Admin, "admin"), (Level::FluxTeam, "fluxteam")] {
+        if auth::allowed(&state, &credential, level).await {
+            return envelope::success_message(label);
+        }
+    }
+    if let Some(app) = app {
+        let owner = state.reader.app_owner(&app).ok().flatten();
+        if owner.as_deref() == Some(credential.zelid.as_str()) && auth::allowed(&state, &credential, Level::User).await {
+            return envelope::success_message("appowner");
+        }
+    }
+    if auth::allowed(&state, &credential, Level::User).await {
+        return envelope::success_message("user");
+    }
+    envelope::error_message("none")
+}
+
+async fn loggedsessions(req: HttpRequest, state: State) -> HttpResponse {
+    let Some(who) = auth::require(&state, &req, Level::User).await else { return envelope::unauthorized() };
+    reply(state.reader.sessions_of(&who.zelid), |sessions| {
+        envelope::data(sessions.iter().map(session_json).collect::<Vec<_>>())
+    })
+}
+
+async fn logoutcurrentsession(req: HttpRequest, state: State) -> HttpResponse {
+    let Some(who) = auth::require(&state, &req, Level::User).await else { return envelope::unauthorized() };
+    let done = state.registry.send(Logout { phrase: who.phrase, zelid: Some(who.zelid) }).await;
+    reply(done.map_err(|_| FluxError::Overloaded).and_then(|r| r), |_| {
+        envelope::success_message("Successfully logged out")
+    })
+}
+
+async fn logoutallsessions(req: HttpRequest, state: State) -> HttpResponse {
+    let Some(who) = auth::require(&state, &req, Level::User).await else { return envelope::unauthorized() };
+    let done = state.registry.send(LogoutAll { zelid: who.zelid }).await;
+    reply(done.map_err(|_| FluxError::Overloaded).and_then(|r| r), |_| {
+        envelope::success_message("Successfully logged out all sessions")
+    })
+}
+
+/// FluxOS's rule stays (knowing the phrase is the authority); a phrase with no session gets
+/// the intended warning instead of a TypeError (decision 8).
+async fn logoutspecificsession(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
+    if auth::require(&state, &req, Level::User).await.is_none() {
+        return envelope::unauthorized();
+    }
+    let fields = match fields(payload, &state).await {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let phrase = match fields.string(&["loginPhrase"]) {
+        Ok(Some(p)) => p,
+        Ok(None) => return envelope::warning_message("Specified user was already logged out"),
+        Err(e) => return envelope::error(&e.into()),
+    };
+    let done = state.registry.send(Logout { phrase, zelid: None }).await;
+    reply(done.map_err(|_| FluxError::Overloaded).and_then(|r| r), |ended| {
+        if ended {
+            envelope::success_message("Session successfully logged out")
+        } else {
+            envelope::warning_message("Specified user was already logged out")
+        }
+    })
+}
+
+async fn loggedusers(req: HttpRequest, state: State) -> HttpResponse {
+    if auth::require(&state, &req, Level::Admin).await.is_none() {
+        return envelope::unauthorized();
+    }
+    reply(state.reader.all_sessions(), |sessions| {
+        envelope::data(sessions.iter().map(session_json).collect::<Vec<_>>())
+    })
+}
+
+async fn activeloginphrases(req: HttpRequest, state: State) -> HttpResponse {
+    if auth::require(&state, &req, Level::Admin).await.is_none() {
+        return envelope::unauthorized();
+    }
+    let phrases = state.issuer.send(ActivePhrases).await.map_err(|_| FluxError::Overloaded).and_then(|r| r);
+    reply(phrases, |phrases| {
+        envelope::data(
+            phrases
+                .iter()
+                .map(|p| {
+                    json!({"loginPhrase": p.phrase, "createdAt": iso_millis(p.created_at), "expireAt": iso_millis(p.expire_at)})
+                })
+                .collect::<Vec<_>>(),
+        )
+    })
+}
+
+async fn logoutallusers(req: HttpRequest, state: State) -> HttpResponse {
+    if auth::require(&state, &req, Level::Admin).await.is_none() {
+        return envelope::unauthorized();
+    }
+    let done = state.registry.send(LogoutEveryone).await;
+    reply(done.map_err(|_| FluxError::Overloaded).and_then(|r| r), |_| {
+        envelope::success_message("Successfully logged out all users")
+    })
+}

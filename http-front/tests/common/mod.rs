@@ -1,0 +1,73 @@
+//! Shared by the integration tests: a real `sigil serve` child process on a free port.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::zombie_processes)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const SIGIL: &str = env!("CARGO_BIN_EXE_sigil");
+
+/// A `sigil serve` child process and the address it announced.
+pub struct Served {
+    pub child: Child,
+    pub addr: String,
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Served {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+pub fn serve(data_dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Served {
+    let mut cmd = Command::new(SIGIL);
+    cmd.arg("serve")
+        .env("SIGIL_SERVER__LISTEN", "127.0.0.1:0")
+        .env("SIGIL_SERVER__DATA_DIR", data_dir)
+        .env("SIGIL_SERVER__WORKERS", "2")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let (tx, log) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Ok(line) = log.recv_timeout(Duration::from_millis(200)) else { continue };
+        if let Some(rest) = line.split("sigil listening on http://").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_string();
+            return Served { child, addr, log };
+        }
+    }
+    let _ = child.kill();
+    panic!("sigil did not announce its address");
+}

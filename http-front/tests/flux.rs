@@ -1,0 +1,416 @@
+//! The Flux ZelID dialect end to end: the real binary, real keys, real websockets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use sigil_engine::sign;
+use sigil_engine::verify::SignedFor;
+use tokio_tungstenite::tungstenite::Message;
+
+const OWNER_KEY_SEED: [u8; 32] = [7; 32];
+
+fn owner_key() -> bitcoin::secp256k1::SecretKey {
+    bitcoin::secp256k1::SecretKey::from_slice(&OWNER_KEY_SEED).unwrap()
+}
+
+struct Wallet {
+    key: bitcoin::secp256k1::SecretKey,
+    kind: &'static str,
+}
+
+impl Wallet {
+    fn new(kind: &'static str) -> Self {
+        Self { key: sign::random_key(), kind }
+    }
+    fn address(&self) -> String {
+        match self.kind {
+            "btc" => sign::p2pkh_address(&self.key, true),
+            "btc-uncompressed" => sign::p2pkh_address(&self.key, false),
+            "p2sh-p2wpkh" => sign::p2sh_p2wpkh_address(&self.key),
+            "p2wpkh" => sign::p2wpkh_address(&self.key),
+            "eth" => sign::ethereum_address_of(&self.key),
+            other => panic!("{other}"),
+        }
+    }
+    fn sign(&self, message: &str) -> String {
+        match self.kind {
+            "btc" => sign::sign_bitcoin_message(&self.key, message, SignedFor::P2pkhCompressed),
+            "btc-uncompressed" => sign::sign_bitcoin_message(&self.key, message, SignedFor::P2pkhUncompressed),
+            "p2sh-p2wpkh" => sign::sign_bitcoin_message(&self.key, message, SignedFor::P2shP2wpkh),
+            "p2wpkh" => sign::sign_bitcoin_message(&self.key, message, SignedFor::P2wpkh),
+            "eth" => sign::sign_ethereum_message(&self.key, message),
+            other => panic!("{other}"),
+        }
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+}
+
+async fn get_json(url: &str, zelidauth: Option<&str>) -> Value {
+    let mut req = http().get(url);
+    if let Some(h) = zelidauth {
+        req = req.header("zelidauth", h);
+    }
+    let res = req.send().await.unwrap();
+    assert_eq!(res.status(), 200, "{url}");
+    res.json().await.unwrap()
+}
+
+async fn post(url: &str, content_type: &str, body: impl Into<reqwest::Body>, zelidauth: Option<&str>) -> (u16, Value) {
+    let mut req = http().post(url).header("content-type", content_type).body(body);
+    if let Some(h) = zelidauth {
+        req = req.header("zelidauth", h);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap())
+}
+
+async fn phrase(s: &common::Served) -> String {
+    let body = get_json(&s.url("/id/loginphrase"), None).await;
+    assert_eq!(body["status"], "success", "{body}");
+    body["data"].as_str().unwrap().to_string()
+}
+
+fn query_header(zelid: &str, phrase: &str, signature: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("zelid", zelid)
+        .append_pair("signature", signature)
+        .append_pair("loginPhrase", phrase)
+        .finish()
+}
+
+/// Parses a FluxOS websocket frame (a query string) into key → value.
+fn parse_frame(text: &str) -> std::collections::HashMap<String, String> {
+    form_urlencoded::parse(text.as_bytes()).into_owned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallet_login_pushes_to_the_websocket_and_opens_a_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = sign::p2pkh_address(&owner_key(), true);
+    let s = common::serve(dir.path(), &[("SIGIL_FLUX__OWNER_ZELID", &owner)]);
+
+    let wallet = Wallet::new("btc");
+    let zelid = wallet.address();
+    let phrase = phrase(&s).await;
+    assert_eq!(phrase.len(), 53);
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(s.ws(&format!("/ws/id/{phrase}"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let signature = wallet.sign(&phrase);
+    let body = json!({"zelid": zelid, "loginPhrase": phrase, "signature": signature}).to_string();
+    let sent = Instant::now();
+    let (status, reply) = post(&s.url("/id/verifylogin"), "text/plain", body, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(reply["status"], "success", "{reply}");
+    let data = &reply["data"];
+    assert_eq!(data["message"], "Successfully logged in");
+    assert_eq!(data["zelid"], zelid.as_str());
+    assert_eq!(data["loginPhrase"], phrase.as_str());
+    assert_eq!(data["signature"], signature.as_str());
+    assert_eq!(data["privilage"], "user");
+    let keys: Vec<&String> = data.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["message", "zelid", "loginPhrase", "signature", "privilage", "createdAt", "expireAt"]);
+
+    let frame = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
+    let pushed_after = sent.elapsed();
+    let Message::Text(text) = frame else { panic!("{frame:?}") };
+    assert!(text.starts_with("status=success&data%5Bmessage%5D=Successfully%20logged%20in&data%5Bzelid%5D="), "{text}");
+    let f = parse_frame(&text);
+    assert_eq!(f["data[zelid]"], zelid);
+    assert_eq!(f["data[signature]"], signature);
+    assert_eq!(f["data[privilage]"], "user");
+    assert_eq!(f["data[createdAt]"], data["createdAt"].as_str().unwrap());
+    match socket.next().await {
+        Some(Ok(Message::Close(Some(close)))) => assert_eq!(u16::from(close.code), 4012),
+        other => panic!("expected close 4012, got {other:?}"),
+    }
+    assert!(pushed_after < Duration::from_secs(2), "push, not poll: {pushed_after:?}");
+
+    // The session authorizes by header, in both forms; the phrase cannot be used twice.
+    let header = query_header(&zelid, &phrase, &signature);
+    let sessions = get_json(&s.url("/id/loggedsessions"), Some(&header)).await;
+    assert_eq!(sessions["status"], "success", "{sessions}");
+    assert_eq!(sessions["data"][0]["loginPhrase"], phrase.as_str());
+    assert!(sessions["data"][0].get("signature").is_none());
+    let json_header = json!({"zelid": zelid, "loginPhrase": phrase, "signature": signature}).to_string();
+    let sessions = get_json(&s.url("/zelid/loggedsessions?timestamp=1"), Some(&json_header)).await;
+    assert_eq!(sessions["status"], "success");
+    let body = json!({"zelid": zelid, "loginPhrase": phrase, "signature": signature}).to_string();
+    let (_, again) = post(&s.url("/id/verifylogin"), "text/plain", body, None).await;
+    assert_eq!(again["data"]["message"], "Signed message is no longer valid. Please request a new one.");
+
+    // A later socket for the same phrase gets the frame at once.
+    let (mut late, _) = tokio_tungstenite::connect_async(s.ws(&format!("/ws/zelid/{phrase}"))).await.unwrap();
+    let Some(Ok(Message::Text(text))) = late.next().await else { panic!() };
+    assert_eq!(parse_frame(&text)["data[loginPhrase]"], phrase);
+
+    // Logout is strict: the very next request with the credential fails.
+    let out = get_json(&s.url("/id/logoutcurrentsession"), Some(&header)).await;
+    assert_eq!(out, json!({"status":"success","data":{"message":"Successfully logged out"}}));
+    let denied = get_json(&s.url("/id/loggedsessions"), Some(&header)).await;
+    assert_eq!(denied, json!({"status":"error","data":{"code":401,"name":"Unauthorized","message":"Unauthorized. Access denied."}}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_kind_logs_in_with_every_body_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::serve(dir.path(), &[("SIGIL_LIMITS__ENABLED", "false")]);
+    let encodings = ["text/plain", "application/json", "application/x-www-form-urlencoded"];
+    for (i, kind) in ["btc", "btc-uncompressed", "eth", "p2sh-p2wpkh", "p2wpkh"].into_iter().enumerate() {
+        for encoding in encodings {
+            let wallet = Wallet::new(kind);
+            let phrase = phrase(&s).await;
+            let signature = wallet.sign(&phrase);
+            let body = if encoding.ends_with("urlencoded") {
+                query_header(&wallet.address(), &phrase, &signature)
+            } else {
+                json!({"zelid": wallet.address(), "loginPhrase": phrase, "signature": signature}).to_string()
+            };
+            let (status, reply) = post(&s.url("/id/verifylogin"), encoding, body, None).await;
+            assert_eq!((status, &reply["status"]), (200, &json!("success")), "{kind} {encoding} #{i}: {reply}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_phrase_twenty_parallel_logins_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::serve(dir.path(), &[("SIGIL_LIMITS__ENABLED", "false")]);
+    let wallet = Wallet::new("eth");
+    let phrase = phrase(&s).await;
+    let body = json!({"zelid": wallet.address(), "loginPhrase": phrase, "signature": wallet.sign(&phrase)}).to_string();
+    let url = s.url("/id/verifylogin");
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            tokio::spawn(async move { post(&url, "text/plain", body, None).await.1 })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        let reply = t.await.unwrap();
+        if reply["status"] == "success" {
+            wins += 1;
+        } else {
+            assert_eq!(reply["data"]["message"], "Signed message is no longer valid. Please request a new one.");
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifylogin_checks_in_fluxos_order_with_fluxos_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::serve(dir.path(), &[]);
+    let wallet = Wallet::new("btc");
+    let zelid = wallet.address();
+    let phrase = phrase(&s).await;
+    let url = s.url("/id/verifylogin");
+    let err = |m: &str| json!({"status":"error","data":{"name":"Error","message": m}});
+
+    let cases = [
+        (json!({}).to_string(), err("No Flux ID is specified")),
+        (json!({"zelid": "3abc"}).to_string(), err("Flux ID is not valid")),
+        (json!({"zelid": zelid}).to_string(), err("No message is specified")),
+        (json!({"zelid": zelid, "loginPhrase": "short"}).to_string(), err("Signed message is not valid")),
+        (json!({"zelid": zelid, "loginPhrase": phrase}).to_string(), err("No signature is specified")),
+        (
+            json!({"zelid": zelid, "loginPhrase": format!("{}x", &phrase[..phrase.len() - 1]), "signature": wallet.sign(&phrase)}).to_string(),
+            err("Signed message is no longer valid. Please request a new one."),
+        ),
+        (
+            json!({"zelid": zelid, "loginPhrase": phrase, "signature": Wallet::new("btc").sign(&phrase)}).to_string(),
+            err("Invalid signature"),
+        ),
+    ];
+    for (body, want) in cases {
+        let (status, got) = post(&url, "text/plain", body.clone(), None).await;
+        assert_eq!((status, got), (200, want), "{body}");
+    }
+    // A failed signature check did not consume the phrase.
+    let body = json!({"zelid": zelid, "loginPhrase": phrase, "signature": wallet.sign(&phrase)}).to_string();
+    assert_eq!(post(&url, "text/plain", body, None).await.1["status"], "success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_an_error_body_quickly_and_the_server_stays_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::serve(dir.path(), &[]);
+    let url = s.url("/id/verifylogin");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("null", b"null".to_vec()),
+        ("invalid utf-8", b"zelid=\xff\xfe\xfd&loginPhrase=\xc3".to_vec()),
+        ("numbers", br#"{"zelid":"1CbErtneaX2QVyUfwU7JGB7VzvPgrgc3uC","loginPhrase":1234567890123456789012345678901234567890,"signature":5}"#.to_vec()),
+        ("5 MB", vec![b'a'; 5 * 1024 * 1024]),
+        ("array", b"[1,2,3]".to_vec()),
+    ];
+    for (name, body) in cases {
+        let started = Instant::now();
+        let res = http().post(&url).header("content-type", "application/json").body(body).send().await.unwrap();
+        let status = res.status().as_u16();
+        let reply: Value = res.json().await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1), "{name} took {:?}", started.elapsed());
+        assert_eq!(reply["status"], "error", "{name}: {reply}");
+        assert!(status == 200 || (400..500).contains(&status), "{name}: {status}");
+        if name == "null" {
+            assert_eq!(reply["data"], json!({"name":"TypeError","message":"Cannot read properties of null (reading 'zelid')"}));
+        }
+        if name == "numbers" {
+            assert_eq!(reply["data"]["name"], "TypeError");
+        }
+        if name == "5 MB" {
+            assert_eq!(status, 413);
+        }
+    }
+    // A 20 KB header is refused with a 4xx, not a hang.
+    let started = Instant::now();
+    let res = http().get(s.url("/id/loggedsessions")).header("zelidauth", "x".repeat(20 * 1024)).send().await;
+    if let Ok(res) = res {
+        let status = res.status().as_u16();
+        assert!(status == 200 || (400..500).contains(&status), "{status}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(get_json(&s.url("/healthz"), None).await["status"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileges_admin_routes_and_specific_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = Wallet { key: owner_key(), kind: "btc" };
+    let s = common::serve(dir.path(), &[("SIGIL_FLUX__OWNER_ZELID", &owner.address())]);
+
+    let mut creds = Vec::new();
+    for w in [&owner, &Wallet::new("eth")] {
+        let p = phrase(&s).await;
+        let sig = w.sign(&p);
+        let body = json!({"zelid": w.address(), "loginPhrase": p, "signature": sig}).to_string();
+        let (_, reply) = post(&s.url("/id/verifylogin"), "text/plain", body, None).await;
+        assert_eq!(reply["status"], "success", "{reply}");
+        creds.push((w.address(), p, sig));
+    }
+    let (admin, user) = (&creds[0], &creds[1]);
+    let admin_h = query_header(&admin.0, &admin.1, &admin.2);
+    let user_h = query_header(&user.0, &user.1, &user.2);
+
+    let check = |c: &(String, String, String)| json!({"zelid": c.0, "loginPhrase": c.1, "signature": c.2}).to_string();
+    let url = s.url("/id/checkprivilege");
+    assert_eq!(post(&url, "text/plain", check(admin), None).await.1, json!({"status":"success","data":{"message":"admin"}}));
+    assert_eq!(post(&url, "text/plain", check(user), None).await.1, json!({"status":"success","data":{"message":"user"}}));
+    let forged = json!({"zelid": user.0, "loginPhrase": user.1, "signature": admin.2}).to_string();
+    assert_eq!(post(&url, "text/plain", forged, None).await.1, json!({"status":"error","data":{"message":"none"}}));
+    assert_eq!(
+        post(&url, "text/plain", json!({"zelid": "1x"}).to_string(), None).await.1,
+        json!({"status":"error","data":{"name":"Error","message":"No user loginPhrase specificed"}})
+    );
+
+    let all = get_json(&s.url("/id/loggedusers"), Some(&admin_h)).await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 2, "{all}");
+    assert_eq!(get_json(&s.url("/id/loggedusers"), Some(&user_h)).await["data"]["code"], 401);
+    let active = get_json(&s.url("/id/activeloginphrases"), Some(&admin_h)).await;
+    assert_eq!(active["status"], "success");
+
+    let url = s.url("/id/logoutspecificsession");
+    let body = json!({"loginPhrase": user.1}).to_string();
+    assert_eq!(
+        post(&url, "text/plain", body.clone(), Some(&admin_h)).await.1,
+        json!({"status":"success","data":{"message":"Session successfully logged out"}})
+    );
+    assert_eq!(
+        post(&url, "text/plain", body, Some(&admin_h)).await.1,
+        json!({"status":"warning","data":{"message":"Specified user was already logged out"}})
+    );
+    assert_eq!(get_json(&s.url("/id/loggedsessions"), Some(&user_h)).await["data"]["code"], 401);
+    let out = get_json(&s.url("/id/logoutallusers"), Some(&admin_h)).await;
+    assert_eq!(out, json!({"status":"success","data":{"message":"Successfully logged out all users"}}));
+    assert_eq!(get_json(&s.url("/id/loggedusers"), Some(&admin_h)).await["data"]["code"], 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provided_signature_reaches_the_sign_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::serve(dir.path(), &[]);
+    let wallet = Wallet::new("btc");
+    let ts = sigil_engine::store::now_ms();
+    let message = format!("fluxappregister1{{\"name\":\"demo\"}}{ts}");
+    let identifier = format!("{}{ts}", wallet.address());
+    let (mut socket, _) = tokio_tungstenite::connect_async(s.ws(&format!("/ws/sign/{identifier}"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let signature = wallet.sign(&message);
+    let body = json!({"address": wallet.address(), "message": message, "signature": signature}).to_string();
+    let (_, reply) = post(&s.url("/id/providesign"), "text/plain", body, None).await;
+    assert_eq!(reply["status"], "success", "{reply}");
+    assert_eq!(reply["data"]["identifier"], identifier.as_str());
+    let Some(Ok(Message::Text(text))) = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap() else {
+        panic!()
+    };
+    let f = parse_frame(&text);
+    assert_eq!(f["status"], "success");
+    assert_eq!(f["data[signature]"], signature);
+    match socket.next().await {
+        Some(Ok(Message::Close(Some(close)))) => assert_eq!(u16::from(close.code), 4015),
+        other => panic!("expected close 4015, got {other:?}"),
+    }
+    let _ = socket.close(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_phrase_socket_gets_the_error_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::serve(dir.path(), &[]);
+    let (mut socket, _) = tokio_tungstenite::connect_async(s.ws("/ws/id/1700000000000nosuchphrase")).await.unwrap();
+    let Some(Ok(Message::Text(text))) = socket.next().await else { panic!() };
+    assert_eq!(text.as_str(), "status=error&data%5Bmessage%5D=Signed%20message%20is%20no%20longer%20valid.%20Please%20request%20a%20new%20one.");
+    socket.send(Message::Close(None)).await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_logins_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = common::serve(dir.path(), &[("SIGIL_LIMITS__ENABLED", "false")]);
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Two clients log in continuously; a login answered with success is acknowledged.
+    let mut streams = Vec::new();
+    for client in 0..2 {
+        let (acked, base) = (acked.clone(), s.url(""));
+        streams.push(tokio::spawn(async move {
+            for i in 0.. {
+                let wallet = Wallet::new(if (i + client) % 2 == 0 { "btc" } else { "eth" });
+                let Ok(res) = http().get(format!("{base}/id/loginphrase")).send().await else { return };
+                let Ok(body) = res.json::<Value>().await else { return };
+                let Some(p) = body["data"].as_str().map(str::to_string) else { return };
+                let sig = wallet.sign(&p);
+                let login = json!({"zelid": wallet.address(), "loginPhrase": p, "signature": sig}).to_string();
+                let Ok(res) = http().post(format!("{base}/id/verifylogin")).body(login).send().await else { return };
+                let Ok(reply) = res.json::<Value>().await else { return };
+                if reply["status"] == "success" {
+                    acked.lock().unwrap().push((wallet.address(), p, sig));
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    while acked.lock().unwrap().len() < 60 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    s.kill9(); // mid-stream: both clients have requests in flight
+    for t in streams {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 20, "too few logins before the kill: {}", acked.len());
+    let s = common::serve(dir.path(), &[]);
+    for (zelid, p, sig) in &acked {
+        let header = query_header(zelid, p, sig);
+        let reply = get_json(&s.url("/id/loggedsessions"), Some(&header)).await;
+        assert_eq!(reply["status"], "success", "acknowledged session of {zelid} lost: {reply}");
+    }
+}
