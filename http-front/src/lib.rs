@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod error;
 pub mod flux;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod routes;

@@ -20,6 +20,7 @@ use sigil_actors::verifier::{PoolConfig, VerifierPool};
 
 use crate::error::FrontError;
 use crate::flux::FluxState;
+use crate::limits::Limits;
 use crate::metrics::{self, HttpMetrics};
 use crate::{flux, routes};
 
@@ -34,7 +35,7 @@ pub struct AppState {
 }
 
 /// Starts the Flux actors; they live as long as the actix system.
-fn start_flux(config: &Config, store: &Arc<dyn Store>, metrics: ActorMetrics) -> FluxState {
+fn start_flux(config: &Config, store: &Arc<dyn Store>, metrics: ActorMetrics, limits: Arc<Limits>) -> FluxState {
     let flux = config.flux.clone();
     let notifier = Notifier::new(Some(metrics.clone())).start();
     let policy = if flux.accept_segwit { sigil_engine::verify::Policy::SIGIL } else { sigil_engine::verify::Policy::FLUXOS };
@@ -56,6 +57,7 @@ fn start_flux(config: &Config, store: &Arc<dyn Store>, metrics: ActorMetrics) ->
         notifier,
         reader,
         metrics,
+        limits,
         max_body_bytes: config.server.max_body_bytes,
     }
 }
@@ -81,7 +83,16 @@ impl Sigil {
 
         let metrics = HttpMetrics::new(Registry::new()).map_err(|e| FrontError::Startup(e.to_string()))?;
         let actor_metrics = ActorMetrics::new(metrics.registry()).map_err(|e| FrontError::Startup(e.to_string()))?;
-        let flux_state = start_flux(&config, &dyn_store, actor_metrics);
+        let limits = Limits::new(&config.limits, &config.server.trusted_proxies, metrics.registry()).map_err(FrontError::Startup)?;
+        let shrinking = limits.clone();
+        actix_web::rt::spawn(async move {
+            let mut every = actix_web::rt::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                shrinking.shrink();
+            }
+        });
+        let flux_state = start_flux(&config, &dyn_store, actor_metrics, limits);
         let config = Arc::new(config);
         let state = web::Data::new(AppState { config: config.clone(), store: dyn_store });
         let metrics_data = web::Data::new(metrics);

@@ -414,3 +414,29 @@ async fn acknowledged_logins_survive_kill_9() {
         assert_eq!(reply["status"], "success", "acknowledged session of {zelid} lost: {reply}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_in_the_flux_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::serve(dir.path(), &[("SIGIL_LIMITS__FLUX_VERIFYLOGIN", "3/1m"), ("SIGIL_LIMITS__FLUX_PHRASE", "5/1m")]);
+    let url = s.url("/id/verifylogin");
+    for _ in 0..3 {
+        let (status, _) = post(&url, "text/plain", "{}", None).await;
+        assert_eq!(status, 200);
+    }
+    let res = http().post(&url).body("{}").send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"status":"error","data":{"code":429,"name":"RateLimited","message":"Too many requests, please try again later"}})
+    );
+    for _ in 0..5 {
+        assert_eq!(get_json(&s.url("/id/loginphrase"), None).await["status"], "success");
+    }
+    assert_eq!(http().get(s.url("/zelid/emergencyphrase")).send().await.unwrap().status(), 429);
+    let metrics = http().get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"sigil_rate_limited_total{limit="flux_verifylogin"} 1"#), "{metrics}");
+}

@@ -53,6 +53,16 @@ pub fn error(e: &FluxError) -> HttpResponse {
     HttpResponse::build(status).json(json!({"status": "error", "data": Value::Object(body)}))
 }
 
+/// A rate-limited request: 429, `Retry-After`, and the error body.
+pub fn rate_limited(wait: std::time::Duration) -> HttpResponse {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut res = refused(StatusCode::TOO_MANY_REQUESTS, "RateLimited", "Too many requests, please try again later");
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&secs.max(1).to_string()) {
+        res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, v);
+    }
+    res
+}
+
 /// Refusals that are not FluxOS's own: an oversized body (413) or a rate limit (429).
 pub fn refused(status: StatusCode, name: &str, message: &str) -> HttpResponse {
     HttpResponse::build(status)

@@ -29,6 +29,7 @@ pub struct FluxState {
     pub notifier: Addr<Notifier>,
     pub reader: SessionReader,
     pub metrics: ActorMetrics,
+    pub limits: std::sync::Arc<crate::limits::Limits>,
     pub max_body_bytes: usize,
 }
 

@@ -13,6 +13,7 @@ use sigil_engine::store::now_ms;
 use sigil_engine::verify::{AddressKind, Check};
 
 use super::auth::{self, Credential};
+use crate::limits::Limited;
 use super::body::{self, BodyError};
 use super::{FluxState, envelope};
 
@@ -61,15 +62,18 @@ async fn fields(payload: web::Payload, state: &FluxState) -> Result<Fields, Http
 
 /// Health gates are a hook (decision 14); by default the only gate is that the store takes
 /// the phrase, which issuing does anyway.
-async fn loginphrase(state: State) -> HttpResponse {
-    issue(&state).await
+async fn loginphrase(req: HttpRequest, state: State) -> HttpResponse {
+    issue(&req, &state).await
 }
 
-async fn emergencyphrase(state: State) -> HttpResponse {
-    issue(&state).await
+async fn emergencyphrase(req: HttpRequest, state: State) -> HttpResponse {
+    issue(&req, &state).await
 }
 
-async fn issue(state: &FluxState) -> HttpResponse {
+async fn issue(req: &HttpRequest, state: &FluxState) -> HttpResponse {
+    if let Err(wait) = state.limits.check(Limited::FluxPhrase, req) {
+        return envelope::rate_limited(wait);
+    }
     let issued = match state.issuer.send(IssuePhrase).await {
         Ok(r) => r,
         Err(_) => Err(FluxError::Overloaded),
@@ -86,7 +90,10 @@ fn session_json(s: &FluxSession) -> serde_json::Value {
     })
 }
 
-async fn verifylogin(payload: web::Payload, state: State) -> HttpResponse {
+async fn verifylogin(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
+    if let Err(wait) = state.limits.check(Limited::FluxVerifyLogin, &req) {
+        return envelope::rate_limited(wait);
+    }
     let fields = match fields(payload, &state).await {
         Ok(f) => f,
         Err(response) => return response,
@@ -137,7 +144,10 @@ async fn login_flow(state: &FluxState, fields: &Fields) -> Result<(FluxSession, 
     opened.map(|s| (s, signature)).ok_or(FluxError::PhraseNotActive)
 }
 
-async fn providesign(payload: web::Payload, state: State) -> HttpResponse {
+async fn providesign(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
+    if let Err(wait) = state.limits.check(Limited::FluxProvideSign, &req) {
+        return envelope::rate_limited(wait);
+    }
     let fields = match fields(payload, &state).await {
         Ok(f) => f,
         Err(response) => return response,
