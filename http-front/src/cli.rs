@@ -20,6 +20,55 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// List or end wallet sessions (works on the data directory; stop `sigil serve` first).
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// Record who owns a Flux app (`checkprivilege` with `appname` answers `appowner`).
+    AppOwner {
+        #[command(subcommand)]
+        command: AppOwnerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Print live sessions, one per line: zelid, login phrase, created, expires.
+    List {
+        /// Only this ZelID's sessions.
+        #[arg(long)]
+        zelid: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// End sessions: the one opened with a phrase, all of a ZelID, or all of them.
+    Revoke {
+        #[arg(long, conflicts_with_all = ["zelid", "all"])]
+        phrase: Option<String>,
+        #[arg(long, conflicts_with = "all")]
+        zelid: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppOwnerCommand {
+    /// Set APP's owner to ZELID.
+    Set {
+        app: String,
+        zelid: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print every app and its owner.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

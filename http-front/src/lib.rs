@@ -1,6 +1,7 @@
 //! sigil's thin HTTP front: it parses, authenticates and maps errors; the domain lives in
 //! `sigil-engine` and state in `sigil-actors`.
 
+pub mod admin_cli;
 pub mod cli;
 pub mod error;
 pub mod flux;

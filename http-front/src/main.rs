@@ -2,8 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use sigil_engine::config::Config;
-use sigil_http::cli::{Cli, Command, ConfigArgs, ConfigCommand};
-use sigil_http::{FrontError, Sigil, logging};
+use sigil_http::cli::{AppOwnerCommand, Cli, Command, ConfigArgs, ConfigCommand, SessionsCommand};
+use sigil_http::{FrontError, Sigil, admin_cli, logging};
 
 fn load(args: &ConfigArgs) -> Result<Config, FrontError> {
     Ok(Config::load(args.config.as_deref(), std::env::vars())?)
@@ -29,6 +29,18 @@ async fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Config { command: ConfigCommand::Show(args) } => show(args),
+        Command::Sessions { command } => {
+            let args = match command {
+                SessionsCommand::List { config, .. } | SessionsCommand::Revoke { config, .. } => config,
+            };
+            load(args).and_then(|c| admin_cli::sessions(&c, command))
+        }
+        Command::AppOwner { command } => {
+            let args = match command {
+                AppOwnerCommand::Set { config, .. } | AppOwnerCommand::List { config } => config,
+            };
+            load(args).and_then(|c| admin_cli::app_owner(&c, command))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

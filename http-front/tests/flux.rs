@@ -440,3 +440,48 @@ async fn rate_limits_answer_429_in_the_flux_shape() {
     let metrics = http().get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"sigil_rate_limited_total{limit="flux_verifylogin"} 1"#), "{metrics}");
 }
+
+fn cli(data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(common::SIGIL).args(args).env("SIGIL_SERVER__DATA_DIR", data).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_lists_and_revokes_sessions_and_sets_app_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let wallet = Wallet::new("btc");
+    let zelid = wallet.address();
+    let mut s = common::serve(dir.path(), &[]);
+    let p = phrase(&s).await;
+    let sig = wallet.sign(&p);
+    let body = json!({"zelid": zelid, "loginPhrase": p, "signature": sig}).to_string();
+    assert_eq!(post(&s.url("/id/verifylogin"), "text/plain", body, None).await.1["status"], "success");
+
+    let (ok, _, err) = cli(dir.path(), &["sessions", "list"]);
+    assert!(!ok && err.contains("is in use (stop `sigil serve` first"), "{err}");
+    std::process::Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();
+    s.child.wait().unwrap();
+
+    let (ok, out, _) = cli(dir.path(), &["sessions", "list", "--zelid", &zelid]);
+    assert!(ok);
+    assert!(out.starts_with(&format!("{zelid}\t{p}\t")), "{out}");
+    let (ok, out, _) = cli(dir.path(), &["app-owner", "set", "demoapp", &zelid]);
+    assert!(ok, "{out}");
+    let (_, out, _) = cli(dir.path(), &["app-owner", "list"]);
+    assert_eq!(out.trim(), format!("demoapp\t{zelid}"));
+
+    let s = common::serve(dir.path(), &[]);
+    let check = json!({"zelid": zelid, "loginPhrase": p, "signature": sig, "appname": "demoapp"}).to_string();
+    assert_eq!(
+        post(&s.url("/id/checkprivilege"), "text/plain", check, None).await.1,
+        json!({"status":"success","data":{"message":"appowner"}})
+    );
+    drop(s);
+
+    let (ok, out, _) = cli(dir.path(), &["sessions", "revoke", "--zelid", &zelid]);
+    assert!(ok);
+    assert_eq!(out.trim(), "1 session(s) ended");
+    let s = common::serve(dir.path(), &[]);
+    let header = query_header(&zelid, &p, &sig);
+    assert_eq!(get_json(&s.url("/id/loggedsessions"), Some(&header)).await["data"]["code"], 401);
+}

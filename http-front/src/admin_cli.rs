@@ -1,0 +1,67 @@
+//! The offline subcommands: they open the data directory directly, so `sigil serve` must not
+//! be running on it (RocksDB allows one process; the error then says so).
+
+use sigil_engine::config::Config;
+use sigil_engine::flux::iso_millis;
+use sigil_engine::flux::session::{self, FluxSession};
+use sigil_engine::store::{RocksStore, StoreError};
+
+use crate::cli::{AppOwnerCommand, SessionsCommand};
+use crate::error::FrontError;
+
+fn open(config: &Config) -> Result<RocksStore, FrontError> {
+    RocksStore::open(&config.server.data_dir, config.store.durability).map_err(|e| match e {
+        StoreError::Open { path, reason } if reason.contains("lock") => FrontError::Startup(format!(
+            "the store at {path} is in use (stop `sigil serve` first, or use its admin API): {reason}"
+        )),
+        other => other.into(),
+    })
+}
+
+fn line(s: &FluxSession) -> String {
+    format!("{}\t{}\t{}\t{}", s.zelid, s.login_phrase, iso_millis(s.created_at), iso_millis(s.expire_at))
+}
+
+pub fn sessions(config: &Config, command: &SessionsCommand) -> Result<(), FrontError> {
+    let store = open(config)?;
+    match command {
+        SessionsCommand::List { zelid, .. } => {
+            let list = match zelid {
+                Some(z) => session::sessions_of(&store, z)?,
+                None => session::all_sessions(&store)?,
+            };
+            list.iter().for_each(|s| println!("{}", line(s)));
+            eprintln!("{} session(s)", list.len());
+        }
+        SessionsCommand::Revoke { phrase, zelid, all, .. } => {
+            let ended = match (phrase, zelid, all) {
+                (Some(p), _, _) => usize::from(session::logout(&store, p, None)?.is_some()),
+                (None, Some(z), _) => session::logout_all_of(&store, z)?.len(),
+                (None, None, true) => session::logout_everyone(&store)?.len(),
+                (None, None, false) => {
+                    return Err(FrontError::Startup("say which sessions: --phrase P, --zelid Z or --all".into()));
+                }
+            };
+            println!("{ended} session(s) ended");
+        }
+    }
+    store.flush()?;
+    Ok(())
+}
+
+pub fn app_owner(config: &Config, command: &AppOwnerCommand) -> Result<(), FrontError> {
+    let store = open(config)?;
+    match command {
+        AppOwnerCommand::Set { app, zelid, .. } => {
+            session::set_app_owner(&store, app, zelid)?;
+            println!("{app}\t{zelid}");
+        }
+        AppOwnerCommand::List { .. } => {
+            for (app, owner) in session::app_owners(&store)? {
+                println!("{app}\t{owner}");
+            }
+        }
+    }
+    store.flush()?;
+    Ok(())
+}
