@@ -14,11 +14,18 @@ if command -v dpkg >/dev/null 2>&1; then
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
 fi
+# The end-to-end test of FluxOS's own client libraries (bitcoinjs-message, ethers) runs on Node.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "ops/test.sh: installing ${missing[*]} (needed to build RocksDB)"
+  echo "ops/test.sh: installing ${missing[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Exact versions from package-lock.json, every run (fast when nothing changed).
+(cd http-front/tests/js && npm ci --no-audit --no-fund --loglevel=error)
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 if cargo clippy --version >/dev/null 2>&1; then

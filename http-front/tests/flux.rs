@@ -485,3 +485,37 @@ async fn cli_lists_and_revokes_sessions_and_sets_app_owners() {
     let header = query_header(&zelid, &p, &sig);
     assert_eq!(get_json(&s.url("/id/loggedsessions"), Some(&header)).await["data"]["code"], 401);
 }
+
+/// FluxOS's own client libraries, not ours: bitcoinjs-message and ethers sign, a `ws`
+/// websocket waits, and the web UI's encodings carry the result (tests/js/flux-client.mjs).
+/// `ops/test.sh` installs them with `npm ci`; without node_modules this test fails loudly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fluxos_client_libraries_log_in() {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        js.join("node_modules/bitcoinjs-message").is_dir() && js.join("node_modules/ethers").is_dir(),
+        "run `npm ci` in {} (ops/test.sh does) to install the FluxOS client libraries",
+        js.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::serve(dir.path(), &[]);
+    let (btc, eth) = (sign::random_key(), sign::random_key());
+    let out = tokio::process::Command::new("node")
+        .current_dir(&js)
+        .arg("flux-client.mjs")
+        .arg(s.url(""))
+        .arg(hex::encode(btc.secret_bytes()))
+        .arg(sign::p2pkh_address(&btc, true))
+        .arg(hex::encode(eth.secret_bytes()))
+        .output()
+        .await
+        .expect("node is needed for this test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let results: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(results[0]["kind"], "bitcoinjs-message");
+    assert_eq!(results[1]["kind"], "ethers");
+    assert_eq!(results[1]["closeCode"], 4012);
+    // ethers reports the checksummed address; sigil compares case-insensitively.
+    assert!(results[1]["zelid"].as_str().unwrap().eq_ignore_ascii_case(&sign::ethereum_address_of(&eth)));
+}
