@@ -68,13 +68,15 @@ impl VerifierPool {
             let (checks, replies): (Vec<Check>, Vec<_>) = batch.into_iter().unzip();
             let verdicts = verify_batch(&checks, policy);
             let n = replies.len();
-            for (reply, verdict) in replies.into_iter().zip(verdicts) {
-                // A caller that gave up (client gone) just drops its receiver.
-                let _ = reply.send(verdict);
-            }
+            // Room is made before the answers go out, so a caller that got its verdict
+            // always finds the queue no fuller than it left it.
             let left = in_flight.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
             if let Some(m) = metrics {
                 m.verifier_queue_depth.set(left as i64);
+            }
+            for (reply, verdict) in replies.into_iter().zip(verdicts) {
+                // A caller that gave up (client gone) just drops its receiver.
+                let _ = reply.send(verdict);
             }
         });
     }

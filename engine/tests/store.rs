@@ -259,3 +259,21 @@ fn acknowledged_writes_survive_kill_9_with_fsync() {
 fn acknowledged_writes_survive_kill_9_with_buffered_wal() {
     kill_mid_stream("buffered");
 }
+
+#[test]
+fn close_ends_the_store_for_every_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    let other_owner: Arc<dyn Store> = store.clone();
+    let mut b = Batch::new();
+    b.put(Cf::AppOwners, b"a".to_vec(), b"1".to_vec());
+    other_owner.write(b).unwrap();
+    store.close().unwrap();
+    let err = other_owner.get(Cf::AppOwners, b"a").unwrap_err().to_string();
+    assert!(err.contains("closed"), "{err}");
+    drop(other_owner);
+    drop(store);
+    // Closed means released: the directory opens again at once, with the data.
+    let again = open(&dir);
+    assert_eq!(again.get(Cf::AppOwners, b"a").unwrap().as_deref(), Some(&b"1"[..]));
+}

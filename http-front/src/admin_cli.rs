@@ -6,7 +6,7 @@ use sigil_engine::flux::iso_millis;
 use sigil_engine::flux::session::{self, FluxSession};
 use sigil_engine::store::{RocksStore, StoreError};
 
-use crate::cli::{AppOwnerCommand, SessionsCommand};
+use crate::cli::{AppOwnerCommand, SessionsCommand, WalletCommand, WalletKind};
 use crate::error::FrontError;
 
 fn open(config: &Config) -> Result<RocksStore, FrontError> {
@@ -46,6 +46,39 @@ pub fn sessions(config: &Config, command: &SessionsCommand) -> Result<(), FrontE
         }
     }
     store.flush()?;
+    Ok(())
+}
+
+pub fn wallet(command: &WalletCommand) -> Result<(), FrontError> {
+    use sigil_engine::sign;
+    use sigil_engine::verify::SignedFor;
+    let address = |kind: WalletKind, key: &bitcoin::secp256k1::SecretKey| match kind {
+        WalletKind::Btc => sign::p2pkh_address(key, true),
+        WalletKind::BtcUncompressed => sign::p2pkh_address(key, false),
+        WalletKind::P2shP2wpkh => sign::p2sh_p2wpkh_address(key),
+        WalletKind::P2wpkh => sign::p2wpkh_address(key),
+        WalletKind::Eth => sign::ethereum_address_of(key),
+    };
+    match command {
+        WalletCommand::New { kind } => {
+            let key = sign::random_key();
+            println!("{}\t{}", hex::encode(key.secret_bytes()), address(*kind, &key));
+        }
+        WalletCommand::Sign { kind, key, message } => {
+            let key = hex::decode(key.trim())
+                .ok()
+                .and_then(|b| bitcoin::secp256k1::SecretKey::from_slice(&b).ok())
+                .ok_or_else(|| FrontError::Startup("--key must be 64 hex digits of a valid secret key".into()))?;
+            let signature = match kind {
+                WalletKind::Btc => sign::sign_bitcoin_message(&key, message, SignedFor::P2pkhCompressed),
+                WalletKind::BtcUncompressed => sign::sign_bitcoin_message(&key, message, SignedFor::P2pkhUncompressed),
+                WalletKind::P2shP2wpkh => sign::sign_bitcoin_message(&key, message, SignedFor::P2shP2wpkh),
+                WalletKind::P2wpkh => sign::sign_bitcoin_message(&key, message, SignedFor::P2wpkh),
+                WalletKind::Eth => sign::sign_ethereum_message(&key, message),
+            };
+            println!("{signature}");
+        }
+    }
     Ok(())
 }
 

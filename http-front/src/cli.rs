@@ -25,6 +25,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// A throw-away wallet for tours and scripts: make a key, sign a login phrase.
+    Wallet {
+        #[command(subcommand)]
+        command: WalletCommand,
+    },
     /// Record who owns a Flux app (`checkprivilege` with `appname` answers `appowner`).
     AppOwner {
         #[command(subcommand)]
@@ -52,6 +57,38 @@ pub enum SessionsCommand {
         all: bool,
         #[command(flatten)]
         config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WalletKind {
+    /// P2PKH `1…`, compressed key (ZelCore, SSP).
+    Btc,
+    /// P2PKH `1…`, uncompressed key.
+    BtcUncompressed,
+    /// P2SH-P2WPKH `3…`.
+    P2shP2wpkh,
+    /// Native segwit `bc1q…`.
+    P2wpkh,
+    /// Ethereum `0x…` (MetaMask `personal_sign`).
+    Eth,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalletCommand {
+    /// Print a new random key (hex) and its address, tab-separated.
+    New {
+        #[arg(long, value_enum, default_value = "btc")]
+        kind: WalletKind,
+    },
+    /// Print the signature of MESSAGE the way that kind of wallet makes it.
+    Sign {
+        #[arg(long, value_enum, default_value = "btc")]
+        kind: WalletKind,
+        /// The key printed by `sigil wallet new`.
+        #[arg(long)]
+        key: String,
+        message: String,
     },
 }
 

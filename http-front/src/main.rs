@@ -35,6 +35,7 @@ async fn main() -> ExitCode {
             };
             load(args).and_then(|c| admin_cli::sessions(&c, command))
         }
+        Command::Wallet { command } => admin_cli::wallet(command),
         Command::AppOwner { command } => {
             let args = match command {
                 AppOwnerCommand::Set { config, .. } | AppOwnerCommand::List { config } => config,

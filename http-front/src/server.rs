@@ -142,7 +142,8 @@ impl Sigil {
         let served = server.await;
         tracing::info!("shutting down: requests drained, closing the store");
         drop(sweeper);
-        let flushed = store.flush();
+        // Actors may still hold the store; close it for all of them before the process ends.
+        let flushed = store.close();
         drop(store);
         served.map_err(|e| FrontError::Runtime(e.to_string()))?;
         flushed?;

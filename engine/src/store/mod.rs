@@ -10,9 +10,11 @@
 //!   removes it later;
 //! - a write that returned `Ok` survives `kill -9` (see [`Durability`]).
 
+#[cfg(feature = "rocksdb")]
 mod rocks;
 mod sweeper;
 
+#[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 pub use sweeper::Sweeper;
 
@@ -110,6 +112,8 @@ pub enum StoreError {
     Open { path: String, reason: String },
     #[error("store backend error: {0}")]
     Backend(String),
+    #[error("the store is closed (sigil is shutting down)")]
+    Closed,
     #[error("corrupt record in {cf}: {what}")]
     Corrupt { cf: &'static str, what: &'static str },
 }

@@ -3,7 +3,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
@@ -19,14 +19,16 @@ const STRIPES: usize = 64;
 const SWEEP_CHUNK: usize = 512;
 
 pub struct RocksStore {
-    db: DB,
+    /// `None` once [`RocksStore::close`] ran: every later call answers [`StoreError::Closed`].
+    db: RwLock<Option<DB>>,
+    path: std::path::PathBuf,
     write_opts: WriteOptions,
     stripes: Vec<Mutex<()>>,
 }
 
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksStore").field("path", &self.db.path()).finish_non_exhaustive()
+        f.debug_struct("RocksStore").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -51,7 +53,12 @@ impl RocksStore {
 
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(durability == Durability::Fsync);
-        let store = Self { db, write_opts, stripes: (0..STRIPES).map(|_| Mutex::new(())).collect() };
+        let store = Self {
+            db: RwLock::new(Some(db)),
+            path: path.to_path_buf(),
+            write_opts,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        };
         store.check_schema().map_err(|e| open_err(e.to_string()))?;
         Ok(store)
     }
@@ -68,17 +75,32 @@ impl RocksStore {
         }
     }
 
-    /// Flushes memtables to SST files so the next open replays no log. Call before exit.
+    /// Flushes memtables to SST files so the next open replays no log.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_wal(true).map_err(backend)?;
+        let guard = self.open_db()?;
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
+        db.flush_wal(true).map_err(backend)?;
         for cf in Cf::ALL {
-            self.db.flush_cf(self.handle(cf)?).map_err(backend)?;
+            db.flush_cf(handle(db, cf)?).map_err(backend)?;
         }
         Ok(())
     }
 
-    fn handle(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {
-        self.db.cf_handle(cf.name()).ok_or(StoreError::Corrupt { cf: cf.name(), what: "column family missing" })
+    /// Flushes, waits for calls in progress, stops RocksDB's background work and closes the
+    /// database, even while other owners (actors) still hold this store: the process may then
+    /// exit without RocksDB threads running into its teardown.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let flushed = self.flush();
+        let mut slot = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(db) = slot.take() {
+            db.cancel_all_background_work(true);
+            drop(db);
+        }
+        flushed
+    }
+
+    fn open_db(&self) -> Result<RwLockReadGuard<'_, Option<DB>>, StoreError> {
+        Ok(self.db.read().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     fn stripe_of(cf: Cf, key: &[u8]) -> usize {
@@ -107,25 +129,25 @@ impl RocksStore {
     }
 
     /// Commits `batch` with its expiry-schedule entries. Callers hold the stripes.
-    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+    fn commit(&self, db: &DB, batch: &Batch) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
-        let expiry = self.handle(Cf::Expiry)?;
+        let expiry = handle(db, Cf::Expiry)?;
         for op in batch.ops() {
             match op {
                 Op::Put { cf, key, value, expires_at } => {
-                    wb.put_cf(self.handle(*cf)?, key, envelope::wrap(value, *expires_at));
+                    wb.put_cf(handle(db, *cf)?, key, envelope::wrap(value, *expires_at));
                     if let Some(at) = expires_at {
                         wb.put_cf(expiry, expiry_key::encode(*at, *cf, key), []);
                     }
                 }
-                Op::Delete { cf, key } => wb.delete_cf(self.handle(*cf)?, key),
+                Op::Delete { cf, key } => wb.delete_cf(handle(db, *cf)?, key),
             }
         }
-        self.db.write_opt(wb, &self.write_opts).map_err(backend)
+        db.write_opt(wb, &self.write_opts).map_err(backend)
     }
 
-    fn get_at(&self, cf: Cf, key: &[u8], now: Millis) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(raw) = self.db.get_pinned_cf(self.handle(cf)?, key).map_err(backend)? else {
+    fn get_at(db: &DB, cf: Cf, key: &[u8], now: Millis) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(raw) = db.get_pinned_cf(handle(db, cf)?, key).map_err(backend)? else {
             return Ok(None);
         };
         let (expires_at, payload) =
@@ -134,33 +156,44 @@ impl RocksStore {
     }
 }
 
+fn handle(db: &DB, cf: Cf) -> Result<&ColumnFamily, StoreError> {
+    db.cf_handle(cf.name()).ok_or(StoreError::Corrupt { cf: cf.name(), what: "column family missing" })
+}
+
 impl Store for RocksStore {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get_at(cf, key, now_ms())
+        let guard = self.open_db()?;
+        Self::get_at(guard.as_ref().ok_or(StoreError::Closed)?, cf, key, now_ms())
     }
 
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let _guards = self.lock(Self::batch_keys(&batch));
-        self.commit(&batch)
+        let guard = self.open_db()?;
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
+        let _stripes = self.lock(Self::batch_keys(&batch));
+        self.commit(db, &batch)
     }
 
     fn take(&self, cf: Cf, key: &[u8], mut then: Batch) -> Result<Option<Vec<u8>>, StoreError> {
-        let _guards = self.lock(Self::batch_keys(&then).chain([(cf, key)]));
-        let Some(value) = self.get_at(cf, key, now_ms())? else {
+        let guard = self.open_db()?;
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
+        let _stripes = self.lock(Self::batch_keys(&then).chain([(cf, key)]));
+        let Some(value) = Self::get_at(db, cf, key, now_ms())? else {
             return Ok(None);
         };
         then.delete(cf, key.to_vec());
-        self.commit(&then)?;
+        self.commit(db, &then)?;
         Ok(Some(value))
     }
 
     fn scan_prefix(&self, cf: Cf, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let guard = self.open_db()?;
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
         let now = now_ms();
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(self.handle(cf)?, IteratorMode::From(prefix, Direction::Forward));
+        let iter = db.iterator_cf(handle(db, cf)?, IteratorMode::From(prefix, Direction::Forward));
         for item in iter {
             if out.len() >= limit {
                 break;
@@ -179,12 +212,14 @@ impl Store for RocksStore {
     }
 
     fn sweep_expired(&self, now: Millis) -> Result<usize, StoreError> {
-        let expiry = self.handle(Cf::Expiry)?;
+        let guard = self.open_db()?;
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
+        let expiry = handle(db, Cf::Expiry)?;
         let mut swept = 0;
         loop {
             // Collect one chunk of due schedule entries, then delete outside the iterator.
             let mut due = Vec::with_capacity(SWEEP_CHUNK);
-            for item in self.db.iterator_cf(expiry, IteratorMode::Start) {
+            for item in db.iterator_cf(expiry, IteratorMode::Start) {
                 let (raw_key, _) = item.map_err(backend)?;
                 match expiry_key::decode(&raw_key) {
                     Some((at, _, _)) if at > now => break,
@@ -201,27 +236,29 @@ impl Store for RocksStore {
                 let mut wb = WriteBatch::default();
                 wb.delete_cf(expiry, raw_key);
                 let Some((_, cf, key)) = expiry_key::decode(raw_key) else {
-                    self.db.write_opt(wb, &self.write_opts).map_err(backend)?;
+                    db.write_opt(wb, &self.write_opts).map_err(backend)?;
                     continue;
                 };
                 // The record may have been rewritten with a later expiry or none: only a
                 // record that is itself expired is deleted, checked under its key's lock.
                 let _guard = self.lock([(cf, key)].into_iter());
-                let raw = self.db.get_pinned_cf(self.handle(cf)?, key).map_err(backend)?;
+                let raw = db.get_pinned_cf(handle(db, cf)?, key).map_err(backend)?;
                 if let Some((expires_at, _)) = raw.as_deref().and_then(envelope::open)
                     && !envelope::is_live(expires_at, now)
                 {
-                    wb.delete_cf(self.handle(cf)?, key);
+                    wb.delete_cf(handle(db, cf)?, key);
                     swept += 1;
                 }
-                self.db.write_opt(wb, &self.write_opts).map_err(backend)?;
+                db.write_opt(wb, &self.write_opts).map_err(backend)?;
             }
         }
     }
 
     fn pending_expiries(&self, now: Millis) -> Result<usize, StoreError> {
+        let guard = self.open_db()?;
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
         let mut due = 0;
-        for item in self.db.iterator_cf(self.handle(Cf::Expiry)?, IteratorMode::Start) {
+        for item in db.iterator_cf(handle(db, Cf::Expiry)?, IteratorMode::Start) {
             let (raw_key, _) = item.map_err(backend)?;
             match expiry_key::decode(&raw_key) {
                 Some((at, _, _)) if at > now => break,
