@@ -75,6 +75,7 @@ impl Cf {
     }
 
     /// The byte that names this family inside expiry keys. Stable on disk: never reuse one.
+    #[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
     fn id(self) -> u8 {
         match self {
             Cf::Phrases => 1,
@@ -88,6 +89,7 @@ impl Cf {
         }
     }
 
+    #[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
     fn from_id(id: u8) -> Option<Cf> {
         Cf::ALL.into_iter().find(|cf| cf.id() == id)
     }
@@ -198,6 +200,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// On disk a value is `expires_at` (u64 BE, 0 = never) followed by the payload.
+#[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
 pub(crate) mod envelope {
     use super::Millis;
 
@@ -223,6 +226,7 @@ pub(crate) mod envelope {
 }
 
 /// Keys of the expiry schedule: time first, so a sweep is one range scan.
+#[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
 pub(crate) mod expiry_key {
     use super::{Cf, Millis};
 
