@@ -34,4 +34,14 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
   echo "ops/test.sh: clippy is not installed; skipping lints"
 fi
-cargo test --workspace --locked
+# Every test of the workspace, then one closing line with the totals of all test binaries.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { n = $(i-1) + 0;
+       if ($i ~ /^passed/) p += n; if ($i ~ /^failed/) f += n; if ($i ~ /^ignored/) s += n } }
+     END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
