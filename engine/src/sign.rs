@@ -83,6 +83,24 @@ pub fn ethereum_address_of(key: &SecretKey) -> String {
     ethereum_address(&public_key(key).serialize_uncompressed())
 }
 
+/// An m-of-n multisig set: its script (hex), P2SH address (`3…`) and P2WSH address (`bc1q…`).
+pub fn multisig_addresses(required: usize, keys: &[SecretKey]) -> (String, String, String) {
+    use bitcoin::hashes::sha256;
+    let publics: Vec<Vec<u8>> = keys.iter().map(|k| public_key(k).serialize().to_vec()).collect();
+    let script = crate::verify::multisig::MultisigScript::encode(required, &publics);
+    let p2sh = base58_address(0x05, hash160::Hash::hash(&script).as_byte_array());
+    let p2wsh = bitcoin::bech32::segwit::encode_v0(bitcoin::bech32::hrp::BC, sha256::Hash::hash(&script).as_byte_array())
+        .unwrap_or_default();
+    (hex::encode(script), p2sh, p2wsh)
+}
+
+/// The multisig `signature` field: the script and one signature of `message` per signer.
+pub fn sign_multisig(script_hex: &str, signers: &[SecretKey], message: &str) -> String {
+    let signatures: Vec<String> =
+        signers.iter().map(|k| sign_bitcoin_message(k, message, SignedFor::P2pkhCompressed)).collect();
+    serde_json::json!({"script": script_hex, "signatures": signatures}).to_string()
+}
+
 fn base58_address(version: u8, hash: &[u8; 20]) -> String {
     let mut payload = Vec::with_capacity(21);
     payload.push(version);

@@ -154,3 +154,34 @@ fn p2wpkh_needs_its_own_header_and_policy() {
     assert_eq!(verify(message, &bech32, &legacy, Policy::SIGIL), Err(VerifyError::Mismatch));
     assert!(verify(message, &bech32, &bip137, Policy::FLUXOS).is_err());
 }
+
+#[test]
+fn multisig_p2sh_and_p2wsh_logins() {
+    let keys: Vec<_> = (0..3).map(|_| sign::random_key()).collect();
+    let (script, p2sh, p2wsh) = sign::multisig_addresses(2, &keys);
+    assert!(p2sh.starts_with('3') && p2wsh.starts_with("bc1q") && p2wsh.len() == 62, "{p2sh} {p2wsh}");
+    let message = "1700000000000multisigloginphrase0123456789abcdef";
+    let outsider = sign::random_key();
+    let cases: Vec<(&str, Vec<bitcoin::secp256k1::SecretKey>, bool)> = vec![
+        ("2 of 3", vec![keys[0], keys[2]], true),
+        ("3 of 3", keys.clone(), true),
+        ("1 of 3 is too few", vec![keys[1]], false),
+        ("same key twice", vec![keys[1], keys[1]], false),
+        ("an outsider", vec![keys[0], outsider], false),
+    ];
+    for (name, signers, want) in cases {
+        let signature = sign::sign_multisig(&script, &signers, message);
+        for address in [&p2sh, &p2wsh] {
+            assert_eq!(verify(message, address, &signature, Policy::SIGIL).is_ok(), want, "{name} {address}");
+            assert!(verify(message, address, &signature, Policy::FLUXOS).is_err(), "FluxOS has no multisig");
+        }
+        assert!(verify("1700000000000another", &p2sh, &signature, Policy::SIGIL).is_err(), "{name}: other message");
+    }
+    // The script must be the one the address commits to.
+    let (other_script, _, _) = sign::multisig_addresses(2, &[keys[0], keys[1], outsider]);
+    let signature = sign::sign_multisig(&other_script, &[keys[0], keys[1]], message);
+    assert_eq!(verify(message, &p2sh, &signature, Policy::SIGIL), Err(VerifyError::Mismatch));
+    for garbage in ["{", "{}", r#"{"script":"zz","signatures":[]}"#, r#"{"script":"51ae","signatures":["H"]}"#] {
+        assert!(verify(message, &p2sh, garbage, Policy::SIGIL).is_err(), "{garbage}");
+    }
+}

@@ -519,3 +519,27 @@ async fn fluxos_client_libraries_log_in() {
     // ethers reports the checksummed address; sigil compares case-insensitively.
     assert!(results[1]["zelid"].as_str().unwrap().eq_ignore_ascii_case(&sign::ethereum_address_of(&eth)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multisig_p2sh_and_p2wsh_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::serve(dir.path(), &[]);
+    let keys: Vec<_> = (0..3).map(|_| sign::random_key()).collect();
+    let (script, p2sh, p2wsh) = sign::multisig_addresses(2, &keys);
+    for address in [p2sh, p2wsh] {
+        let p = phrase(&s).await;
+        let signature = sign::sign_multisig(&script, &[keys[2], keys[0]], &p);
+        let body = query_header(&address, &p, &signature);
+        let (_, reply) = post(&s.url("/id/verifylogin"), "application/x-www-form-urlencoded", body, None).await;
+        assert_eq!(reply["status"], "success", "{address}: {reply}");
+        assert_eq!(reply["data"]["signature"], signature.as_str());
+        let header = query_header(&address, &p, &signature);
+        assert_eq!(get_json(&s.url("/id/loggedsessions"), Some(&header)).await["status"], "success");
+
+        let p = phrase(&s).await;
+        let too_few = sign::sign_multisig(&script, &[keys[1]], &p);
+        let body = json!({"zelid": address, "loginPhrase": p, "signature": too_few}).to_string();
+        let (_, reply) = post(&s.url("/id/verifylogin"), "text/plain", body, None).await;
+        assert_eq!(reply["data"]["message"], "Invalid signature");
+    }
+}

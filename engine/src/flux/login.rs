@@ -3,7 +3,7 @@
 use super::{FluxError, Fields};
 use crate::secret::phrase_timestamp;
 use crate::store::Millis;
-use crate::verify::bitcoin_message::p2wpkh_program;
+use crate::verify::bitcoin_message::segwit_v0_program;
 
 /// The three fields of a login or a provided signature, after the checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +16,7 @@ pub struct SignedPhrase {
 /// Which identities may log in (spec/flux-id.md §2.1 and decision 11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddressRules {
-    /// Also `3…` (P2SH-P2WPKH) and `bc1q…` (P2WPKH) addresses.
+    /// Also `3…` (P2SH-P2WPKH or P2SH multisig) and `bc1q…` (P2WPKH or P2WSH multisig).
     pub accept_segwit: bool,
 }
 
@@ -29,7 +29,7 @@ impl AddressRules {
                 address.len() == 42 && address.starts_with("0x") && address.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
             }
             Some(b'3') if self.accept_segwit => (25..=35).contains(&address.len()) && base58(address),
-            Some(b'b' | b't') if self.accept_segwit => p2wpkh_program(address).is_some(),
+            Some(b'b' | b't') if self.accept_segwit => segwit_v0_program(address).is_some(),
             _ => false,
         }
     }

@@ -107,9 +107,15 @@ impl Expected {
 
 /// A `bc1q…`/`tb1q…` address's 20-byte witness program, if that is what `address` is.
 pub fn p2wpkh_program(address: &str) -> Option<Vec<u8>> {
+    segwit_v0_program(address).filter(|p| p.len() == 20)
+}
+
+/// The witness program of a segwit v0 address on Bitcoin's main or test network: 20 bytes
+/// (P2WPKH) or 32 (P2WSH).
+pub fn segwit_v0_program(address: &str) -> Option<Vec<u8>> {
     let (hrp, version, program) = bech32::segwit::decode(address).ok()?;
     let network_ok = hrp == bech32::hrp::BC || hrp == bech32::hrp::TB;
-    (network_ok && version == Fe32::Q && program.len() == 20).then_some(program)
+    (network_ok && version == Fe32::Q && matches!(program.len(), 20 | 32)).then_some(program)
 }
 
 /// Splits a decoded 65-byte signature into its header meaning, recovery id and body.

@@ -7,6 +7,7 @@
 
 pub mod bitcoin_message;
 mod ethereum;
+pub mod multisig;
 pub mod node_compat;
 
 use std::sync::LazyLock;
@@ -30,13 +31,16 @@ pub struct Policy {
     /// bytes 39–42). FluxOS reads any address over 36 characters as a hex public key, so it
     /// can never verify these.
     pub bech32_p2wpkh: bool,
+    /// m-of-n P2SH/P2WSH logins with the script and m signatures in the `signature` field
+    /// (decision 12, [`multisig`]). FluxOS has no such path.
+    pub multisig: bool,
 }
 
 impl Policy {
     /// FluxOS's `verifySignature`, verdict for verdict.
-    pub const FLUXOS: Self = Self { bech32_p2wpkh: false };
-    /// sigil's default: FluxOS plus `bc1q…` addresses (`flux.accept_segwit = true`).
-    pub const SIGIL: Self = Self { bech32_p2wpkh: true };
+    pub const FLUXOS: Self = Self { bech32_p2wpkh: false, multisig: false };
+    /// sigil's default: FluxOS plus `bc1q…` and multisig addresses (`flux.accept_segwit = true`).
+    pub const SIGIL: Self = Self { bech32_p2wpkh: true, multisig: true };
 }
 
 /// Why a signature did not verify.
@@ -102,6 +106,8 @@ pub fn verify(message: &str, address: &str, signature: &str, policy: Policy) -> 
     }
     if address.starts_with("0x") {
         ethereum::verify(message, address, signature)
+    } else if policy.multisig && multisig::is_multisig(signature) {
+        multisig::verify(message, address, signature)
     } else {
         bitcoin_message::verify(message, address, signature, policy)
     }
