@@ -277,3 +277,20 @@ fn close_ends_the_store_for_every_owner() {
     let again = open(&dir);
     assert_eq!(again.get(Cf::AppOwners, b"a").unwrap().as_deref(), Some(&b"1"[..]));
 }
+
+#[test]
+fn approximate_count_tracks_the_family_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut b = Batch::new();
+    for i in 0..1000u32 {
+        b.put(Cf::Sessions, i.to_be_bytes().to_vec(), b"s".to_vec());
+    }
+    store.write(b).unwrap();
+    assert_eq!(store.approximate_count(Cf::Phrases).unwrap(), 0);
+    let estimate = store.approximate_count(Cf::Sessions).unwrap();
+    assert!((900..=1100).contains(&estimate), "{estimate}");
+    store.flush().unwrap();
+    let estimate = store.approximate_count(Cf::Sessions).unwrap();
+    assert!((900..=1100).contains(&estimate), "after flush: {estimate}");
+}

@@ -20,6 +20,8 @@ pub struct HttpMetrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    /// Set from the store at each scrape.
+    pub active_sessions: prometheus::IntGauge,
 }
 
 impl HttpMetrics {
@@ -33,11 +35,16 @@ impl HttpMetrics {
                 .buckets(LATENCY_BUCKETS.to_vec()),
             &["route", "method"],
         )?;
+        let active_sessions = prometheus::IntGauge::new(
+            "sigil_flux_active_sessions",
+            "Wallet sessions in the store (RocksDB's estimate, read at scrape time)",
+        )?;
+        registry.register(Box::new(active_sessions.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        Ok(Self { registry, requests, latency })
+        Ok(Self { registry, requests, latency, active_sessions })
     }
 
     pub fn registry(&self) -> &Registry {

@@ -543,3 +543,21 @@ async fn multisig_p2sh_and_p2wsh_log_in() {
         assert_eq!(reply["data"]["message"], "Invalid signature");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_is_open_for_the_flux_api_like_fluxos() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::serve(dir.path(), &[]);
+    let preflight = http()
+        .request(reqwest::Method::OPTIONS, s.url("/id/loggedsessions"))
+        .header("origin", "https://home.runonflux.io")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "zelidauth")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    let res = http().get(s.url("/zelid/loginphrase")).header("origin", "https://example.org").send().await.unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+}

@@ -109,6 +109,9 @@ fn health_ready_and_metrics() {
     assert!(body.contains(r#"sigil_http_requests_total{method="GET",route="unmatched",status="404"} 1"#), "{body}");
     assert!(body.contains(r#"sigil_http_request_duration_seconds_bucket{method="GET",route="/readyz""#), "{body}");
     assert!(body.contains("process_resident_memory_bytes"), "{body}");
+    for family in ["sigil_flux_active_sessions", "sigil_verifier_queue_depth", "sigil_websockets", "sigil_notifier_subscriptions"] {
+        assert!(body.contains(&format!("# TYPE {family} gauge")), "{family} missing:\n{body}");
+    }
 
     sigterm(&sigil.child);
     let status = wait_exit(&mut sigil.child, Duration::from_secs(20));

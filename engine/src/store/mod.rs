@@ -195,6 +195,10 @@ pub trait Store: Send + Sync + 'static {
     /// How many expiry-schedule entries are due at `now` (the sweeper's backlog).
     fn pending_expiries(&self, now: Millis) -> Result<usize, StoreError>;
 
+    /// About how many records `cf` holds (cheap; may count expired-but-unswept and recently
+    /// deleted records until compaction).
+    fn approximate_count(&self, cf: Cf) -> Result<u64, StoreError>;
+
     /// Proves the store can still commit (for `/readyz`).
     fn ping(&self) -> Result<(), StoreError>;
 }

@@ -268,6 +268,12 @@ impl Store for RocksStore {
         Ok(due)
     }
 
+    fn approximate_count(&self, cf: Cf) -> Result<u64, StoreError> {
+        let guard = self.open_db()?;
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
+        Ok(db.property_int_value_cf(handle(db, cf)?, "rocksdb.estimate-num-keys").map_err(backend)?.unwrap_or(0))
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         let mut batch = Batch::new();
         batch.put(Cf::Meta, b"ping".to_vec(), now_ms().to_be_bytes().to_vec());

@@ -19,11 +19,18 @@ use super::{FluxState, envelope};
 
 type State = web::Data<FluxState>;
 
+/// FluxOS's CORS policy: any origin may call the `/id` API (the Flux web UI and dashboards
+/// run on other origins and authenticate with the `zelidauth` header, never cookies).
+fn cors() -> actix_cors::Cors {
+    actix_cors::Cors::default().allow_any_origin().send_wildcard().allow_any_method().allow_any_header().max_age(86_400)
+}
+
 /// Every route, registered under both `/id` and `/zelid` (decision 15).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     for prefix in ["/id", "/zelid"] {
         cfg.service(
             web::scope(prefix)
+                .wrap(cors())
                 .route("/loginphrase", web::get().to(loginphrase))
                 .route("/emergencyphrase", web::get().to(emergencyphrase))
                 .route("/verifylogin", web::post().to(verifylogin))

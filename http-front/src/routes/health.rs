@@ -27,7 +27,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 #[get("/metrics")]
-pub async fn metrics(metrics: web::Data<HttpMetrics>) -> HttpResponse {
+pub async fn metrics(metrics: web::Data<HttpMetrics>, state: web::Data<AppState>) -> HttpResponse {
+    if let Ok(n) = state.store.approximate_count(sigil_engine::store::Cf::Sessions) {
+        metrics.active_sessions.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
     match metrics.render() {
         Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text),
         Err(e) => {
