@@ -39,7 +39,7 @@ impl ActorMetrics {
             push_latency: Histogram::with_opts(
                 HistogramOpts::new(
                     "sigil_push_latency_seconds",
-                    "From the session commit to the event handed to the websocket",
+                    "From a login's signature verified to its frame handed to the websocket",
                 )
                 .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25]),
             )?,

@@ -31,7 +31,8 @@ pub enum Payload {
 #[derive(Debug, Clone)]
 pub struct Event {
     pub payload: Payload,
-    /// When the state behind the event was committed (for the push-latency histogram).
+    /// Where the push latency is measured from: the signature verified (logins) or the
+    /// signature stored (provided signatures).
     pub committed_at: Instant,
 }
 

@@ -26,6 +26,8 @@ pub struct OpenSession {
     pub login: SignedPhrase,
     /// The phrase's timestamp (the session's `createdAt`).
     pub created_at: Millis,
+    /// When the signature was found valid: the start of the verify-to-push latency.
+    pub verified_at: Instant,
 }
 
 /// End one session; with `zelid`, only if it belongs to that zelid.
@@ -94,7 +96,7 @@ impl Handler<OpenSession> for SessionRegistry {
         if let Some(s) = &opened {
             let event = Event {
                 payload: Payload::Login { session: s.clone(), signature: msg.login.signature.clone() },
-                committed_at: Instant::now(),
+                committed_at: msg.verified_at,
             };
             self.notifier.do_send(Publish(Topic::Login(s.login_phrase.clone()), event));
             if let Some(m) = &self.metrics {
@@ -202,6 +204,10 @@ impl SessionReader {
 
     pub fn app_owner(&self, app: &str) -> Result<Option<String>, FluxError> {
         Ok(session::app_owner(self.store.as_ref(), app)?)
+    }
+
+    pub fn app_owners(&self) -> Result<Vec<(String, String)>, FluxError> {
+        Ok(session::app_owners(self.store.as_ref())?)
     }
 
     pub fn provided_signature(&self, identifier: &str) -> Result<Option<session::ProvidedSignature>, FluxError> {

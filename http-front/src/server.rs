@@ -58,6 +58,7 @@ fn start_flux(config: &Config, store: &Arc<dyn Store>, metrics: ActorMetrics, li
         reader,
         metrics,
         limits,
+        verified: Default::default(),
         max_body_bytes: config.server.max_body_bytes,
     }
 }

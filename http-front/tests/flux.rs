@@ -561,3 +561,63 @@ async fn cors_is_open_for_the_flux_api_like_fluxos() {
     let res = http().get(s.url("/zelid/loginphrase")).header("origin", "https://example.org").send().await.unwrap();
     assert_eq!(res.headers()["access-control-allow-origin"], "*");
 }
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_window_is_off_by_default_and_cached_when_on() {
+    let wallet = Wallet::new("btc");
+    let zelid = wallet.address();
+    // A phrase this node never issued, self-signed a minute ago: FluxOS's stateless fallback.
+    let p = format!("{}{}", sigil_engine::store::now_ms() - 60_000, "selfsignedphrase0123456789abcdefghijklm");
+    let header = query_header(&zelid, &p, &wallet.sign(&p));
+
+    let dir = tempfile::tempdir().unwrap();
+    let off = common::serve(dir.path(), &[]);
+    assert_eq!(get_json(&off.url("/id/loggedsessions"), Some(&header)).await["data"]["code"], 401);
+    drop(off);
+
+    let dir = tempfile::tempdir().unwrap();
+    let on = common::serve(dir.path(), &[("SIGIL_FLUX__STATELESS_USER_WINDOW", "16h")]);
+    let batches = |t: &str| metric(t, "sigil_verifier_batch_size_count");
+    let before = batches(&http().get(on.url("/metrics")).send().await.unwrap().text().await.unwrap());
+    for _ in 0..3 {
+        let reply = get_json(&on.url("/id/loggedsessions"), Some(&header)).await;
+        assert_eq!(reply, json!({"status":"success","data":[]}), "user level passes without a session");
+    }
+    let after = batches(&http().get(on.url("/metrics")).send().await.unwrap().text().await.unwrap());
+    assert_eq!(after - before, 1.0, "one ECDSA for three requests: repeats come from the cache");
+    // Admin level never passes statelessly, and a wrong signature never does.
+    assert_eq!(get_json(&on.url("/id/loggedusers"), Some(&header)).await["data"]["code"], 401);
+    let forged = query_header(&zelid, &p, &Wallet::new("btc").sign(&p));
+    assert_eq!(get_json(&on.url("/id/loggedsessions"), Some(&forged)).await["data"]["code"], 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoint_records_app_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = Wallet { key: owner_key(), kind: "btc" };
+    let s = common::serve(dir.path(), &[("SIGIL_FLUX__OWNER_ZELID", &owner.address())]);
+    let mut creds = Vec::new();
+    for w in [&owner, &Wallet::new("btc")] {
+        let p = phrase(&s).await;
+        let sig = w.sign(&p);
+        let body = json!({"zelid": w.address(), "loginPhrase": p, "signature": sig}).to_string();
+        assert_eq!(post(&s.url("/id/verifylogin"), "text/plain", body, None).await.1["status"], "success");
+        creds.push((w.address(), p, sig));
+    }
+    let admin_h = query_header(&creds[0].0, &creds[0].1, &creds[0].2);
+    let user_h = query_header(&creds[1].0, &creds[1].1, &creds[1].2);
+    let url = s.url("/api/admin/flux/app-owners");
+    let body = json!({"app": "demo", "owner": creds[1].0}).to_string();
+    assert_eq!(post(&url, "text/plain", body.clone(), Some(&user_h)).await.1["data"]["code"], 401);
+    assert_eq!(post(&url, "text/plain", body, Some(&admin_h)).await.1["status"], "success");
+    assert_eq!(get_json(&url, Some(&admin_h)).await["data"], json!([{"app": "demo", "owner": creds[1].0}]));
+    let check = json!({"zelid": creds[1].0, "loginPhrase": creds[1].1, "signature": creds[1].2, "appname": "demo"});
+    assert_eq!(
+        post(&s.url("/id/checkprivilege"), "text/plain", check.to_string(), None).await.1,
+        json!({"status":"success","data":{"message":"appowner"}})
+    );
+}

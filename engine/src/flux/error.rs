@@ -26,6 +26,9 @@ pub enum FluxError {
     NoUserLoginPhrase,
     #[error("No user Flux ID signature specificed")]
     NoUserSignature,
+    /// A required field of one of sigil's own routes is missing.
+    #[error("No {0} is specified")]
+    Missing(&'static str),
     /// A field of the wrong JSON type; FluxOS reports these as JavaScript TypeErrors.
     #[error("{0}")]
     Type(String),

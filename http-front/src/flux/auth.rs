@@ -39,6 +39,40 @@ impl Credential {
     }
 }
 
+/// Credentials whose signature already verified on the stateless path, so a repeat costs a
+/// hash and a map lookup instead of an ECDSA recovery (decision 6). Keyed by SHA-256 of the
+/// whole credential; an entry lives until its phrase leaves the window.
+#[derive(Default)]
+pub struct VerifiedCache {
+    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], u64>>,
+}
+
+/// Bound on remembered credentials; past it, expired entries go, and if none had, all do.
+const VERIFIED_CACHE_MAX: usize = 65_536;
+
+impl VerifiedCache {
+    fn key(c: &Credential) -> [u8; 32] {
+        let joined = [c.zelid.as_bytes(), c.phrase.as_bytes(), c.signature.as_bytes()].join(&0u8);
+        sigil_engine::secret::secret_hash(&joined)
+    }
+
+    fn hit(&self, c: &Credential, now: u64) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.get(&Self::key(c)).is_some_and(|until| *until > now)
+    }
+
+    fn remember(&self, c: &Credential, until: u64, now: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= VERIFIED_CACHE_MAX {
+            entries.retain(|_, until| *until > now);
+            if entries.len() >= VERIFIED_CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(Self::key(c), until);
+    }
+}
+
 /// Whether `credential` passes `level`. Any failure (including the store's) is a plain no,
 /// as in FluxOS.
 pub async fn allowed(state: &FluxState, credential: &Credential, level: Level) -> bool {
@@ -65,16 +99,25 @@ async fn stateless_user(state: &FluxState, credential: &Credential) -> bool {
     }
     let len = credential.phrase.encode_utf16().count();
     let now = now_ms();
-    let fresh = phrase_timestamp(&credential.phrase).is_some_and(|t| t <= now && now - t <= window);
-    if !(40..=70).contains(&len) || !fresh {
+    let Some(issued) = phrase_timestamp(&credential.phrase).filter(|t| *t <= now && now - t <= window) else {
         return false;
+    };
+    if !(40..=70).contains(&len) {
+        return false;
+    }
+    if state.verified.hit(credential, now) {
+        return true;
     }
     let check = Check {
         message: credential.phrase.clone(),
         address: credential.zelid.clone(),
         signature: credential.signature.clone(),
     };
-    matches!(verifier::verify(&state.verifier, check).await, Ok(Ok(())))
+    let valid = matches!(verifier::verify(&state.verifier, check).await, Ok(Ok(())));
+    if valid {
+        state.verified.remember(credential, issued + window, now);
+    }
+    valid
 }
 
 /// The caller's credential if it passes `level`.

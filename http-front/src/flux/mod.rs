@@ -30,6 +30,7 @@ pub struct FluxState {
     pub reader: SessionReader,
     pub metrics: ActorMetrics,
     pub limits: std::sync::Arc<crate::limits::Limits>,
+    pub verified: auth::VerifiedCache,
     pub max_body_bytes: usize,
 }
 

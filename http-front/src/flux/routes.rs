@@ -4,13 +4,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 use sigil_actors::phrases::{ActivePhrases, IssuePhrase};
-use sigil_actors::sessions::{Logout, LogoutAll, LogoutEveryone, OpenSession, ProvideSignature};
+use sigil_actors::sessions::{Logout, LogoutAll, LogoutEveryone, OpenSession, ProvideSignature, SetAppOwner};
 use sigil_actors::{ActorError, verifier};
 use sigil_engine::flux::privilege::{Level, Privilege};
 use sigil_engine::flux::session::FluxSession;
 use sigil_engine::flux::{FluxError, Fields, iso_millis, login};
 use sigil_engine::store::now_ms;
-use sigil_engine::verify::{AddressKind, Check};
+use sigil_engine::verify::{AddressKind, Check, multisig};
 
 use super::auth::{self, Credential};
 use crate::limits::Limited;
@@ -45,6 +45,45 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/logoutallusers", web::get().to(logoutallusers)),
         );
     }
+    // sigil's own admin route (decision 13), in the Flux envelope, for the node owner.
+    cfg.service(
+        web::resource("/api/admin/flux/app-owners")
+            .wrap(cors())
+            .route(web::get().to(list_app_owners))
+            .route(web::post().to(set_app_owner)),
+    );
+}
+
+async fn list_app_owners(req: HttpRequest, state: State) -> HttpResponse {
+    if auth::require(&state, &req, Level::Admin).await.is_none() {
+        return envelope::unauthorized();
+    }
+    reply(state.reader.app_owners(), |owners| {
+        envelope::data(owners.iter().map(|(app, owner)| json!({"app": app, "owner": owner})).collect::<Vec<_>>())
+    })
+}
+
+/// `{"app": NAME, "owner": ZELID}`: `checkprivilege` with that `appname` then answers
+/// `appowner` for that zelid.
+async fn set_app_owner(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
+    if auth::require(&state, &req, Level::Admin).await.is_none() {
+        return envelope::unauthorized();
+    }
+    let fields = match fields(payload, &state).await {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let parsed = (|| -> Result<(String, String), FluxError> {
+        let app = fields.string(&["app"])?.ok_or(FluxError::Missing("app"))?;
+        let owner = fields.string(&["owner"])?.ok_or(FluxError::NoFluxId)?;
+        Ok((app, owner))
+    })();
+    let (app, owner) = match parsed {
+        Ok(p) => p,
+        Err(e) => return envelope::error(&e),
+    };
+    let done = state.registry.send(SetAppOwner { app: app.clone(), owner: owner.clone() }).await;
+    reply(done.map_err(|_| FluxError::Overloaded).and_then(|r| r), |()| envelope::data(json!({"app": app, "owner": owner})))
 }
 
 fn actor_error(e: ActorError) -> FluxError {
@@ -106,12 +145,13 @@ async fn verifylogin(req: HttpRequest, payload: web::Payload, state: State) -> H
         Err(response) => return response,
     };
     let outcome = login_flow(&state, &fields).await;
-    let (label, kind) = match &outcome {
-        Ok((s, _)) => ("success", AddressKind::of(&s.zelid, state.policy()).label()),
-        Err(FluxError::InvalidSignature) => ("invalid_signature", "unknown"),
-        Err(FluxError::PhraseNotActive) => ("phrase_not_active", "unknown"),
-        Err(FluxError::Overloaded | FluxError::Store(_)) => ("unavailable", "unknown"),
-        Err(_) => ("bad_request", "unknown"),
+    let kind = address_kind(&fields, &state);
+    let label = match &outcome {
+        Ok(_) => "success",
+        Err(FluxError::InvalidSignature) => "invalid_signature",
+        Err(FluxError::PhraseNotActive) => "phrase_not_active",
+        Err(FluxError::Overloaded | FluxError::Store(_)) => "unavailable",
+        Err(_) => "bad_request",
     };
     state.metrics.logins.with_label_values(&[label, kind]).inc();
     reply(outcome, |(s, signature)| {
@@ -125,6 +165,13 @@ async fn verifylogin(req: HttpRequest, payload: web::Payload, state: State) -> H
             "expireAt": iso_millis(s.expire_at),
         }))
     })
+}
+
+/// The `kind` label of a login attempt, from what the client sent.
+fn address_kind(fields: &Fields, state: &FluxState) -> &'static str {
+    let Ok(Some(address)) = fields.string(&["zelid", "address"]) else { return "none" };
+    let multisig = fields.string(&["signature"]).ok().flatten().is_some_and(|s| multisig::is_multisig(&s));
+    if multisig && state.policy().multisig { "multisig" } else { AddressKind::of(&address, state.policy()).label() }
 }
 
 /// Steps 1–10 of FluxOS's verifylogin. The phrase is consumed only after the signature
@@ -143,9 +190,10 @@ async fn login_flow(state: &FluxState, fields: &Fields) -> Result<(FluxSession, 
     };
     verifier::verify(&state.verifier, check).await.map_err(actor_error)?.map_err(|_| FluxError::InvalidSignature)?;
     let signature = attempt.signature.clone();
+    let verified_at = std::time::Instant::now();
     let opened = state
         .registry
-        .send(OpenSession { login: attempt, created_at: active.created_at })
+        .send(OpenSession { login: attempt, created_at: active.created_at, verified_at })
         .await
         .map_err(|_| FluxError::Overloaded)??;
     opened.map(|s| (s, signature)).ok_or(FluxError::PhraseNotActive)
