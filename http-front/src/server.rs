@@ -110,6 +110,7 @@ impl Sigil {
                 .configure(routes::health::configure)
                 .configure(flux::routes::configure)
                 .configure(flux::ws::configure)
+                .default_service(web::to(routes::not_found))
         })
         .shutdown_timeout(config.server.shutdown_timeout.0.as_secs().max(1))
         .client_request_timeout(Duration::from_secs(5))

@@ -99,8 +99,9 @@ fn health_ready_and_metrics() {
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
     let (status, _, body) = get(&sigil.addr, "/readyz");
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ready"}"#));
-    let (status, _, _) = get(&sigil.addr, "/no/such/route");
+    let (status, _, body) = get(&sigil.addr, "/no/such/route");
     assert_eq!(status, 404);
+    assert!(body.contains("<pre>Cannot GET /no/such/route</pre>"), "Express 404 page: {body}");
 
     let (status, head, body) = get(&sigil.addr, "/metrics");
     assert_eq!(status, 200);

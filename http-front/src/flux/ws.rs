@@ -29,9 +29,12 @@ const SIGN_LOOKUP_FAILED: u16 = 4014;
 const MAX_CLIENT_FRAME: usize = 4096;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws/id/{phrase}", web::get().to(login_socket))
-        .route("/ws/zelid/{phrase}", web::get().to(login_socket))
-        .route("/ws/sign/{identifier}", web::get().to(sign_socket));
+    // FluxOS tolerates a trailing slash after the segment.
+    for pattern in ["/ws/id/{phrase}", "/ws/id/{phrase}/", "/ws/zelid/{phrase}", "/ws/zelid/{phrase}/"] {
+        cfg.route(pattern, web::get().to(login_socket));
+    }
+    cfg.route("/ws/sign/{identifier}", web::get().to(sign_socket))
+        .route("/ws/sign/{identifier}/", web::get().to(sign_socket));
 }
 
 async fn login_socket(
