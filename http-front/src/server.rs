@@ -59,6 +59,7 @@ fn start_flux(config: &Config, store: &Arc<dyn Store>, metrics: ActorMetrics, li
         metrics,
         limits,
         verified: Default::default(),
+        gates: Default::default(),
         max_body_bytes: config.server.max_body_bytes,
     }
 }

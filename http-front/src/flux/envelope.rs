@@ -53,6 +53,19 @@ pub fn error(e: &FluxError) -> HttpResponse {
     HttpResponse::build(status).json(json!({"status": "error", "data": Value::Object(body)}))
 }
 
+/// A health gate's refusal of `/id/loginphrase`, as FluxOS words it.
+pub fn gate_refused(refusal: &super::gates::Refusal) -> HttpResponse {
+    let mut data = serde_json::Map::new();
+    if let Some(code) = refusal.code {
+        data.insert("code".into(), json!(code));
+    }
+    if let Some(name) = &refusal.name {
+        data.insert("name".into(), json!(name));
+    }
+    data.insert("message".into(), json!(refusal.message));
+    HttpResponse::Ok().json(json!({"status": "error", "data": Value::Object(data)}))
+}
+
 /// A rate-limited request: 429, `Retry-After`, and the error body.
 pub fn rate_limited(wait: std::time::Duration) -> HttpResponse {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

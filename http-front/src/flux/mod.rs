@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod envelope;
 pub mod frame;
+pub mod gates;
 pub mod routes;
 pub mod ws;
 
@@ -31,6 +32,8 @@ pub struct FluxState {
     pub metrics: ActorMetrics,
     pub limits: std::sync::Arc<crate::limits::Limits>,
     pub verified: auth::VerifiedCache,
+    /// Checks run before `/id/loginphrase` issues (none by default; see [`gates`]).
+    pub gates: gates::Gates,
     pub max_body_bytes: usize,
 }
 

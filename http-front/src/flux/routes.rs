@@ -109,6 +109,9 @@ async fn fields(payload: web::Payload, state: &FluxState) -> Result<Fields, Http
 /// Health gates are a hook (decision 14); by default the only gate is that the store takes
 /// the phrase, which issuing does anyway.
 async fn loginphrase(req: HttpRequest, state: State) -> HttpResponse {
+    if let Err(refusal) = state.gates.check() {
+        return envelope::gate_refused(&refusal);
+    }
     issue(&req, &state).await
 }
 
