@@ -18,6 +18,10 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
+# promtool (Debian ships it in the prometheus package) checks the alert rules and /metrics.
+if ! command -v promtool >/dev/null 2>&1; then
+  missing+=(prometheus)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ops/test.sh: installing ${missing[*]}"
   as_root apt-get update -qq
@@ -26,6 +30,10 @@ fi
 
 # Exact versions from package-lock.json, every run (fast when nothing changed).
 (cd http-front/tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
+# The ops bundle: scrape config and alert rules must load in Prometheus.
+promtool check config ops/prometheus/prometheus.yml
+promtool check rules ops/prometheus/sigil-alerts.yml
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 if cargo clippy --version >/dev/null 2>&1; then

@@ -195,3 +195,27 @@ fn config_show_prints_every_section() {
     }
     assert!(text.contains("owner_zelid = \"1abc\""), "{text}");
 }
+
+/// `promtool check metrics` (installed by ops/test.sh) accepts what /metrics exposes after
+/// real traffic, so Prometheus will too.
+#[test]
+fn promtool_accepts_the_metrics() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let sigil = serve(dir.path(), &[]);
+    for path in ["/healthz", "/readyz", "/id/loginphrase", "/nope"] {
+        get(&sigil.addr, path);
+    }
+    let (_, _, body) = get(&sigil.addr, "/metrics");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is needed (ops/test.sh installs Debian's prometheus package)");
+    promtool.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool check metrics failed:\n{report}");
+}
