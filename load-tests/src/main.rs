@@ -1,10 +1,101 @@
-//! `sigil-load`, the bundled load generator. Its scenarios (phrase, wallet-login,
-//! session-check, ws-push, ws-idle, mixed) are tracked in the load-test issue; until they land
-//! this binary says so instead of pretending to measure anything.
+//! `sigil-load`: load scenarios against a running sigil, with latency percentiles corrected
+//! for coordinated omission in fixed-rate mode. See `load-tests/README.md`.
 
+mod scenarios;
+mod stats;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-fn main() -> ExitCode {
-    eprintln!("sigil-load: no scenarios are implemented yet (see the project's load-test issue)");
-    ExitCode::FAILURE
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// GET /id/loginphrase.
+    Phrase,
+    /// Pre-signed BTC/ETH logins (signed off the clock), replayed on POST /id/verifylogin.
+    WalletLogin,
+    /// Authenticated GET /id/loggedsessions with `zelidauth`, rotating over --sessions.
+    SessionCheck,
+    /// --sockets websockets wait on their phrases, then logins: verify-response-to-frame latency.
+    WsPush,
+    /// Hold --sockets idle websockets and report the server's memory per socket.
+    WsIdle,
+    /// Weighted mix of phrase, wallet-login and session-check from --scenario-file.
+    Mixed,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "sigil-load", version, about = "Load generator for sigil")]
+pub struct Args {
+    pub scenario: Scenario,
+    /// Base URL of the sigil under test (loopback only in this project's tests).
+    #[arg(long, default_value = "http://127.0.0.1:16127")]
+    pub url: String,
+    /// Concurrent connections (workers).
+    #[arg(short, long, default_value_t = 64)]
+    pub connections: usize,
+    /// How long to measure, e.g. 10s.
+    #[arg(short, long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Stop after this many requests instead of --duration.
+    #[arg(short = 'n', long)]
+    pub count: Option<u64>,
+    /// Fixed request rate per second (open model; latency counted from each request's
+    /// intended start). Without it: closed loop, as fast as the connections allow.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Warm-up before measuring (not counted).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub warmup: Duration,
+    /// Sessions to create and rotate over (session-check, mixed).
+    #[arg(long, default_value_t = 100)]
+    pub sessions: usize,
+    /// Websockets to open (ws-push, ws-idle).
+    #[arg(long, default_value_t = 1000)]
+    pub sockets: usize,
+    /// Scenario file (TOML) for `mixed`; see load-tests/scenarios/.
+    #[arg(long)]
+    pub scenario_file: Option<PathBuf>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the latency histogram (HdrHistogram V2) here.
+    #[arg(long)]
+    pub hdr: Option<PathBuf>,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let report = match scenarios::run(&args).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sigil-load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report.json()).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("sigil-load: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(path) = &args.hdr {
+        match report.hdr().and_then(|bytes| std::fs::write(path, bytes).map_err(|e| e.to_string())) {
+            Ok(()) => {}
+            Err(e) => {
+                eprintln!("sigil-load: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -1,0 +1,446 @@
+//! The scenarios and the driver that runs them closed-loop or at a fixed rate.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+use sigil_engine::sign;
+use sigil_engine::verify::SignedFor;
+use tokio::sync::Mutex;
+
+use crate::stats::{Report, Stats};
+use crate::{Args, Scenario};
+
+#[derive(Clone)]
+struct Ctx {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Ctx {
+    fn new(args: &Args) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.connections.max(1))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { client, base: args.url.trim_end_matches('/').to_string() })
+    }
+
+    async fn flux(&self, req: reqwest::RequestBuilder) -> Result<Value, String> {
+        let res = req.send().await.map_err(|e| if e.is_timeout() { "timeout".into() } else { "connect".to_string() })?;
+        let status = res.status();
+        if status != 200 {
+            return Err(format!("http-{}", status.as_u16()));
+        }
+        let body: Value = res.json().await.map_err(|_| "bad-body".to_string())?;
+        if body.get("status").and_then(Value::as_str) == Some("success") {
+            Ok(body)
+        } else {
+            Err(format!("flux-error: {}", body.pointer("/data/message").and_then(Value::as_str).unwrap_or("?")))
+        }
+    }
+
+    async fn phrase(&self) -> Result<String, String> {
+        let body = self.flux(self.client.get(format!("{}/id/loginphrase", self.base))).await?;
+        body.get("data").and_then(Value::as_str).map(str::to_string).ok_or_else(|| "bad-body".into())
+    }
+
+    async fn verifylogin(&self, body: String) -> Result<Value, String> {
+        self.flux(self.client.post(format!("{}/id/verifylogin", self.base)).header("content-type", "text/plain").body(body))
+            .await
+    }
+}
+
+/// A login ready to replay: the verifylogin body and the zelidauth header it will make.
+struct Signed {
+    body: String,
+    header: String,
+    phrase: String,
+}
+
+/// Fetches a phrase and signs it with a fresh key, alternating BTC and ETH wallets.
+async fn sign_login(ctx: &Ctx, i: usize) -> Result<Signed, String> {
+    let phrase = ctx.phrase().await?;
+    let key = sign::random_key();
+    let (zelid, signature) = if i.is_multiple_of(2) {
+        (sign::p2pkh_address(&key, true), sign::sign_bitcoin_message(&key, &phrase, SignedFor::P2pkhCompressed))
+    } else {
+        (sign::ethereum_address_of(&key), sign::sign_ethereum_message(&key, &phrase))
+    };
+    let body = json!({"zelid": zelid, "loginPhrase": phrase, "signature": signature}).to_string();
+    let header = form_urlencoded::Serializer::new(String::new())
+        .append_pair("zelid", &zelid)
+        .append_pair("loginPhrase", &phrase)
+        .append_pair("signature", &signature)
+        .finish();
+    Ok(Signed { body, header, phrase })
+}
+
+/// Prepares `n` signed logins with bounded concurrency (off the clock).
+async fn prepare(ctx: &Ctx, n: usize, concurrency: usize, quiet: bool) -> Result<Vec<Signed>, String> {
+    if !quiet {
+        eprintln!("preparing {n} signed logins (off the clock)…");
+    }
+    let results: Vec<Result<Signed, String>> =
+        futures_util::stream::iter(0..n).map(|i| sign_login(ctx, i)).buffer_unordered(concurrency.clamp(1, 64)).collect().await;
+    results.into_iter().collect()
+}
+
+/// Runs `op(k)` for k = 0, 1, … on `connections` workers until the duration or count is
+/// reached. With `rate`, request k is due at start + k/rate and its latency is counted from
+/// then (so a stalled server is charged for the requests it delayed: no coordinated omission).
+async fn drive<F, Fut>(args: &Args, limit: Option<u64>, op: F) -> Result<(Stats, Duration), String>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let limit = match (args.count, limit) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let start = Instant::now();
+    let deadline = start + args.duration;
+    let mut workers = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        let (op, next, done, failed) = (op.clone(), next.clone(), done.clone(), failed.clone());
+        let rate = args.rate;
+        let use_deadline = args.count.is_none();
+        workers.push(tokio::spawn(async move {
+            let mut stats = Stats::new()?;
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if limit.is_some_and(|l| k >= l) {
+                    break;
+                }
+                let due = match rate {
+                    Some(r) if r > 0.0 => {
+                        let at = start + Duration::from_secs_f64(k as f64 / r);
+                        if use_deadline && at > deadline {
+                            break;
+                        }
+                        tokio::time::sleep_until(at.into()).await;
+                        at
+                    }
+                    _ => {
+                        let now = Instant::now();
+                        if use_deadline && now > deadline {
+                            break;
+                        }
+                        now
+                    }
+                };
+                let outcome = op(k).await;
+                if outcome.is_err() {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                stats.record(due.elapsed(), outcome);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<Stats, String>(stats)
+        }));
+    }
+    let progress = (!args.quiet).then(|| {
+        let (done, failed) = (done.clone(), failed.clone());
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = done.load(Ordering::Relaxed);
+                eprintln!(
+                    "  {:>6.1}s  {now:>9} done  {:>8}/s  {} errors",
+                    start.elapsed().as_secs_f64(),
+                    now - last,
+                    failed.load(Ordering::Relaxed)
+                );
+                last = now;
+            }
+        })
+    });
+    let mut total = Stats::new()?;
+    for w in workers {
+        let stats = w.await.map_err(|e| e.to_string())??;
+        total.merge(&stats);
+    }
+    if let Some(p) = progress {
+        p.abort();
+    }
+    Ok((total, start.elapsed()))
+}
+
+/// A closed-loop warm-up of `op` that records nothing.
+async fn warm_up<F, Fut>(args: &Args, op: F) -> Result<(), String>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    if args.warmup.is_zero() {
+        return Ok(());
+    }
+    let warm = Args { duration: args.warmup, rate: None, count: None, quiet: true, ..args_clone(args) };
+    drive(&warm, None, op).await.map(|_| ())
+}
+
+fn args_clone(args: &Args) -> Args {
+    Args {
+        scenario: args.scenario,
+        url: args.url.clone(),
+        connections: args.connections,
+        duration: args.duration,
+        count: args.count,
+        rate: args.rate,
+        warmup: args.warmup,
+        sessions: args.sessions,
+        sockets: args.sockets,
+        scenario_file: args.scenario_file.clone(),
+        json: None,
+        hdr: None,
+        quiet: args.quiet,
+    }
+}
+
+fn report(scenario: &str, (stats, elapsed): (Stats, Duration)) -> Report {
+    Report { scenario: scenario.into(), elapsed, stats, extra: serde_json::Map::new() }
+}
+
+pub async fn run(args: &Args) -> Result<Report, String> {
+    let ctx = Ctx::new(args)?;
+    match args.scenario {
+        Scenario::Phrase => {
+            let op = phrase_op(&ctx);
+            warm_up(args, op.clone()).await?;
+            Ok(report("phrase", drive(args, None, op).await?))
+        }
+        Scenario::SessionCheck => {
+            let headers = Arc::new(prepare_sessions(&ctx, args).await?);
+            let op = check_op(&ctx, headers);
+            warm_up(args, op.clone()).await?;
+            Ok(report("session-check", drive(args, None, op).await?))
+        }
+        Scenario::WalletLogin => {
+            // Enough pre-signed logins for the run: --count, or rate × duration, or a pool.
+            let n = args.count.map_or_else(
+                || args.rate.map_or(20_000, |r| (r * args.duration.as_secs_f64()).ceil() as usize + 1),
+                |c| c as usize,
+            );
+            let logins = Arc::new(prepare(&ctx, n, args.connections, args.quiet).await?);
+            let op = login_op(&ctx, logins.clone());
+            Ok(report("wallet-login", drive(args, Some(logins.len() as u64), op).await?))
+        }
+        Scenario::Mixed => mixed(&ctx, args).await,
+        Scenario::WsPush => ws_push(&ctx, args).await,
+        Scenario::WsIdle => ws_idle(&ctx, args).await,
+    }
+}
+
+fn phrase_op(ctx: &Ctx) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Clone + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |_| {
+        let ctx = ctx.clone();
+        Box::pin(async move { ctx.phrase().await.map(|_| ()) })
+    }
+}
+
+async fn prepare_sessions(ctx: &Ctx, args: &Args) -> Result<Vec<String>, String> {
+    let logins = prepare(ctx, args.sessions.max(1), args.connections, args.quiet).await?;
+    let mut headers = Vec::with_capacity(logins.len());
+    for l in logins {
+        ctx.verifylogin(l.body).await?;
+        headers.push(l.header);
+    }
+    Ok(headers)
+}
+
+fn check_op(
+    ctx: &Ctx,
+    headers: Arc<Vec<String>>,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Clone + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |k| {
+        let ctx = ctx.clone();
+        let header = headers.get(k as usize % headers.len().max(1)).cloned().unwrap_or_default();
+        Box::pin(async move {
+            let req = ctx.client.get(format!("{}/id/loggedsessions", ctx.base)).header("zelidauth", header);
+            ctx.flux(req).await.map(|_| ())
+        })
+    }
+}
+
+fn login_op(
+    ctx: &Ctx,
+    logins: Arc<Vec<Signed>>,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Clone + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |k| {
+        let ctx = ctx.clone();
+        let body = logins.get(k as usize).map(|l| l.body.clone());
+        Box::pin(async move {
+            let body = body.ok_or("no pre-signed login left")?;
+            ctx.verifylogin(body).await.map(|_| ())
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MixFile {
+    /// Relative weights per scenario: phrase, session-check, wallet-login.
+    weights: std::collections::BTreeMap<Scenario, u32>,
+}
+
+async fn mixed(ctx: &Ctx, args: &Args) -> Result<Report, String> {
+    let path = args.scenario_file.as_ref().ok_or("mixed needs --scenario-file (see load-tests/scenarios/)")?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mix: MixFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut table = Vec::new();
+    for (scenario, weight) in &mix.weights {
+        if !matches!(scenario, Scenario::Phrase | Scenario::SessionCheck | Scenario::WalletLogin) {
+            return Err(format!("{}: mixed takes phrase, session-check and wallet-login", path.display()));
+        }
+        table.extend(std::iter::repeat_n(*scenario, *weight as usize));
+    }
+    if table.is_empty() {
+        return Err(format!("{}: all weights are zero", path.display()));
+    }
+    let login_share = table.iter().filter(|s| **s == Scenario::WalletLogin).count() as f64 / table.len() as f64;
+    let expected = args.count.map_or_else(|| args.rate.map_or(200_000.0, |r| r * args.duration.as_secs_f64()), |c| c as f64);
+    let logins = Arc::new(prepare(ctx, ((expected * login_share).ceil() as usize).max(1), args.connections, args.quiet).await?);
+    let headers = Arc::new(prepare_sessions(ctx, args).await?);
+    let (phrase, check, login) = (phrase_op(ctx), check_op(ctx, headers), login_op(ctx, logins));
+    let table = Arc::new(table);
+    let logins_used = Arc::new(AtomicU64::new(0));
+    let op = move |k: u64| {
+        let pick = table.get(k as usize % table.len()).copied().unwrap_or(Scenario::Phrase);
+        match pick {
+            Scenario::SessionCheck => check(k),
+            Scenario::WalletLogin => login(logins_used.fetch_add(1, Ordering::Relaxed)),
+            _ => phrase(k),
+        }
+    };
+    Ok(report("mixed", drive(args, None, op).await?))
+}
+
+/// The server's resident memory, from its own /metrics.
+async fn server_rss(ctx: &Ctx) -> Result<f64, String> {
+    let text = ctx.client.get(format!("{}/metrics", ctx.base)).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes ").and_then(|v| v.trim().parse().ok()))
+        .ok_or_else(|| "the server's /metrics has no process_resident_memory_bytes".into())
+}
+
+fn ws_url(ctx: &Ctx, phrase: &str) -> String {
+    format!("{}/ws/id/{phrase}", ctx.base.replacen("http", "ws", 1))
+}
+
+/// Opens `phrases.len()` websockets, `concurrency` at a time; each task resolves with the
+/// instant its first frame arrived.
+async fn open_sockets(
+    ctx: &Ctx,
+    phrases: &[String],
+    concurrency: usize,
+) -> Result<Vec<tokio::task::JoinHandle<Option<Instant>>>, String> {
+    let mut handles = Vec::with_capacity(phrases.len());
+    for chunk in phrases.chunks(concurrency.max(1)) {
+        let opened = futures_util::future::join_all(chunk.iter().map(|p| tokio_tungstenite::connect_async(ws_url(ctx, p)))).await;
+        for socket in opened {
+            let (mut socket, _) = socket.map_err(|e| format!("websocket: {e}"))?;
+            handles.push(tokio::spawn(async move {
+                while let Some(Ok(msg)) = socket.next().await {
+                    if msg.is_text() {
+                        return Some(Instant::now());
+                    }
+                }
+                None
+            }));
+        }
+    }
+    Ok(handles)
+}
+
+async fn ws_push(ctx: &Ctx, args: &Args) -> Result<Report, String> {
+    let logins = prepare(ctx, args.sockets.max(1), args.connections, args.quiet).await?;
+    let phrases: Vec<String> = logins.iter().map(|l| l.phrase.clone()).collect();
+    let sockets = open_sockets(ctx, &phrases, args.connections).await?;
+    if !args.quiet {
+        eprintln!("{} websockets waiting; logging in…", sockets.len());
+    }
+    let mut stats = Stats::new()?;
+    let started = Instant::now();
+    let answered = Arc::new(Mutex::new(Vec::with_capacity(logins.len())));
+    let bodies: Vec<String> = logins.into_iter().map(|l| l.body).collect();
+    futures_util::stream::iter(bodies.into_iter().enumerate())
+        .for_each_concurrent(args.connections.max(1), |(i, body)| {
+            let (ctx, answered) = (ctx.clone(), answered.clone());
+            async move {
+                let result = ctx.verifylogin(body).await;
+                answered.lock().await.push((i, Instant::now(), result.map(|_| ())));
+            }
+        })
+        .await;
+    let elapsed = started.elapsed();
+    let mut answered = answered.lock().await.drain(..).collect::<Vec<_>>();
+    answered.sort_by_key(|(i, _, _)| *i);
+    let mut frame_first = 0u64;
+    for ((_, response_at, result), socket) in answered.into_iter().zip(sockets) {
+        let frame_at = tokio::time::timeout(Duration::from_secs(10), socket).await.ok().and_then(Result::ok).flatten();
+        match (result, frame_at) {
+            (Err(e), _) => stats.record(Duration::ZERO, Err(e)),
+            (Ok(()), None) => stats.record(Duration::ZERO, Err("no-frame".into())),
+            (Ok(()), Some(frame_at)) => {
+                if frame_at <= response_at {
+                    frame_first += 1;
+                }
+                stats.record(frame_at.saturating_duration_since(response_at), Ok(()));
+            }
+        }
+    }
+    let mut r = Report { scenario: "ws-push".into(), elapsed, stats, extra: serde_json::Map::new() };
+    r.extra.insert("latency_is".into(), json!("frame arrival minus verifylogin response arrival (0 when the frame came first)"));
+    r.extra.insert("frames_before_response".into(), json!(frame_first));
+    r.extra.insert("waiting_sockets".into(), json!(phrases.len()));
+    Ok(r)
+}
+
+async fn ws_idle(ctx: &Ctx, args: &Args) -> Result<Report, String> {
+    if !args.quiet {
+        eprintln!("issuing {} phrases…", args.sockets);
+    }
+    let phrases: Vec<Result<String, String>> = futures_util::stream::iter(0..args.sockets.max(1))
+        .map(|_| ctx.phrase())
+        .buffer_unordered(args.connections.clamp(1, 64))
+        .collect()
+        .await;
+    let phrases: Vec<String> = phrases.into_iter().collect::<Result<_, _>>()?;
+    let before = server_rss(ctx).await?;
+    let started = Instant::now();
+    let sockets = open_sockets(ctx, &phrases, args.connections).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server_rss(ctx).await?;
+    let mut stats = Stats::new()?;
+    stats.record(started.elapsed(), Ok(()));
+    if !args.quiet {
+        eprintln!("{} idle websockets open; holding for {:?}", sockets.len(), args.duration);
+    }
+    tokio::time::sleep(args.duration).await;
+    let held = server_rss(ctx).await?;
+    for s in &sockets {
+        s.abort();
+    }
+    let n = sockets.len().max(1) as f64;
+    let mut r = Report { scenario: "ws-idle".into(), elapsed: started.elapsed(), stats, extra: serde_json::Map::new() };
+    r.extra.insert("sockets".into(), json!(sockets.len()));
+    r.extra.insert("server_rss_before_bytes".into(), json!(before));
+    r.extra.insert("server_rss_open_bytes".into(), json!(after));
+    r.extra.insert("server_rss_after_hold_bytes".into(), json!(held));
+    r.extra.insert("bytes_per_socket".into(), json!(((held.max(after) - before) / n).round()));
+    Ok(r)
+}
