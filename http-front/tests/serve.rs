@@ -3,61 +3,13 @@
 // Children are reaped by `wait_exit` or killed by `Served`'s Drop.
 #![allow(clippy::zombie_processes, clippy::type_complexity)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const SIGIL: &str = env!("CARGO_BIN_EXE_sigil");
+mod common;
 
-/// A `sigil serve` child process and the address it announced.
-struct Served {
-    child: Child,
-    addr: String,
-    log: mpsc::Receiver<String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn serve(data_dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Served {
-    let mut cmd = Command::new(SIGIL);
-    cmd.arg("serve")
-        .env("SIGIL_SERVER__LISTEN", "127.0.0.1:0")
-        .env("SIGIL_SERVER__DATA_DIR", data_dir)
-        .env("SIGIL_SERVER__WORKERS", "1")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let (tx, log) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let Ok(line) = log.recv_timeout(Duration::from_millis(200)) else { continue };
-        if let Some(rest) = line.split("sigil listening on http://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_string();
-            return Served { child, addr, log };
-        }
-    }
-    let _ = child.kill();
-    panic!("sigil did not announce its address");
-}
+use common::{SIGIL, serve};
 
 fn get(addr: &str, path: &str) -> (u16, String, String) {
     use std::io::Write as _;

@@ -43,14 +43,10 @@ async fn login_socket(
     path: web::Path<String>,
     state: web::Data<FluxState>,
 ) -> actix_web::Result<HttpResponse> {
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
     let phrase = path.into_inner();
-    rt::spawn(async move {
-        state.metrics.websockets.inc();
-        serve_login(&state, phrase, session, stream.max_frame_size(MAX_CLIENT_FRAME)).await;
-        state.metrics.websockets.dec();
-    });
-    Ok(response)
+    upgrade(&req, body, state, move |state, session, stream| async move {
+        serve_login(&state, phrase, session, stream).await;
+    })
 }
 
 async fn sign_socket(
@@ -59,12 +55,29 @@ async fn sign_socket(
     path: web::Path<String>,
     state: web::Data<FluxState>,
 ) -> actix_web::Result<HttpResponse> {
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
     let identifier = path.into_inner();
+    upgrade(&req, body, state, move |state, session, stream| async move {
+        serve_sign(&state, identifier, session, stream).await;
+    })
+}
+
+/// Accepts the websocket and runs `serve` on it in its own task, counted in the gauge.
+fn upgrade<F, Fut>(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: web::Data<FluxState>,
+    serve: F,
+) -> actix_web::Result<HttpResponse>
+where
+    F: FnOnce(web::Data<FluxState>, Session, MessageStream) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let (response, session, stream) = actix_ws::handle(req, body)?;
     rt::spawn(async move {
         state.metrics.websockets.inc();
-        serve_sign(&state, identifier, session, stream.max_frame_size(MAX_CLIENT_FRAME)).await;
-        state.metrics.websockets.dec();
+        let gauge = state.metrics.websockets.clone();
+        serve(state, session, stream.max_frame_size(MAX_CLIENT_FRAME)).await;
+        gauge.dec();
     });
     Ok(response)
 }
