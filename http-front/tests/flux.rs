@@ -413,6 +413,13 @@ async fn acknowledged_logins_survive_kill_9() {
         let reply = get_json(&s.url("/id/loggedsessions"), Some(&header)).await;
         assert_eq!(reply["status"], "success", "acknowledged session of {zelid} lost: {reply}");
     }
+    // The 60 s push window is a stored timestamp: after the restart, a page that opens its
+    // socket now still gets the login with its signature (decision 4).
+    let (zelid, p, sig) = acked.last().unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(s.ws(&format!("/ws/id/{p}"))).await.unwrap();
+    let Some(Ok(Message::Text(text))) = socket.next().await else { panic!("no frame after restart") };
+    let f = parse_frame(&text);
+    assert_eq!((f["data[zelid]"].as_str(), f["data[signature]"].as_str()), (zelid.as_str(), sig.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
