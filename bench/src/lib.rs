@@ -95,3 +95,15 @@ impl RawRecover {
         self.items.get(i % self.items.len().max(1)).is_some_and(|(m, s)| self.secp.recover_ecdsa(m, s).is_ok())
     }
 }
+
+/// Calls `f` (which does `per_call` operations) until `budget` has passed; operations/s.
+pub fn rate(budget: std::time::Duration, per_call: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm caches and the rayon pool
+    let started = std::time::Instant::now();
+    let mut calls = 0u64;
+    while started.elapsed() < budget {
+        f();
+        calls += 1;
+    }
+    (calls as f64 * per_call as f64) / started.elapsed().as_secs_f64()
+}

@@ -25,6 +25,9 @@ pub enum Scenario {
     WsIdle,
     /// Weighted mix of phrase, wallet-login and session-check from --scenario-file.
     Mixed,
+    /// GET --path, any 200 is a success: the same client against a reference server
+    /// (e.g. bench's empty handler).
+    Get,
 }
 
 #[derive(Debug, Parser)]
@@ -65,6 +68,9 @@ pub struct Args {
     /// Write the latency histogram (HdrHistogram V2) here.
     #[arg(long)]
     pub hdr: Option<PathBuf>,
+    /// Path for the `get` scenario.
+    #[arg(long, default_value = "/")]
+    pub path: String,
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,

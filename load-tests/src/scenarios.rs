@@ -202,6 +202,7 @@ fn args_clone(args: &Args) -> Args {
         sessions: args.sessions,
         sockets: args.sockets,
         scenario_file: args.scenario_file.clone(),
+        path: args.path.clone(),
         json: None,
         hdr: None,
         quiet: args.quiet,
@@ -237,6 +238,11 @@ pub async fn run(args: &Args) -> Result<Report, String> {
             Ok(report("wallet-login", drive(args, Some(logins.len() as u64), op).await?))
         }
         Scenario::Mixed => mixed(&ctx, args).await,
+        Scenario::Get => {
+            let op = get_op(&ctx, &args.path);
+            warm_up(args, op.clone()).await?;
+            Ok(report("get", drive(args, None, op).await?))
+        }
         Scenario::WsPush => ws_push(&ctx, args).await,
         Scenario::WsIdle => ws_idle(&ctx, args).await,
     }
@@ -247,6 +253,23 @@ fn phrase_op(ctx: &Ctx) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output =
     move |_| {
         let ctx = ctx.clone();
         Box::pin(async move { ctx.phrase().await.map(|_| ()) })
+    }
+}
+
+fn get_op(
+    ctx: &Ctx,
+    path: &str,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Clone + Send + Sync + 'static {
+    let (ctx, url) = (ctx.clone(), format!("{}{path}", ctx.base));
+    move |_| {
+        let (ctx, url) = (ctx.clone(), url.clone());
+        Box::pin(async move {
+            let res = ctx.client.get(url).send().await.map_err(|_| "connect".to_string())?;
+            let status = res.status();
+            // Read the body so the connection is reused, as for sigil's routes.
+            let _ = res.bytes().await;
+            if status == 200 { Ok(()) } else { Err(format!("http-{}", status.as_u16())) }
+        })
     }
 }
 
@@ -350,9 +373,22 @@ async fn open_sockets(
 ) -> Result<Vec<tokio::task::JoinHandle<Option<Instant>>>, String> {
     let mut handles = Vec::with_capacity(phrases.len());
     for chunk in phrases.chunks(concurrency.max(1)) {
-        let opened = futures_util::future::join_all(chunk.iter().map(|p| tokio_tungstenite::connect_async(ws_url(ctx, p)))).await;
+        // Small buffers: the client should not need more memory than the server it measures.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        let connect = |p: &String| {
+            let url = ws_url(ctx, p);
+            async move {
+                tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(url, Some(config), false))
+                    .await
+                    .map_err(|_| "websocket: connect timed out (file-descriptor limit?)".to_string())?
+                    .map_err(|e| format!("websocket: {e}"))
+            }
+        };
+        let opened = futures_util::future::join_all(chunk.iter().map(connect)).await;
         for socket in opened {
-            let (mut socket, _) = socket.map_err(|e| format!("websocket: {e}"))?;
+            let (mut socket, _) = socket?;
             handles.push(tokio::spawn(async move {
                 while let Some(Ok(msg)) = socket.next().await {
                     if msg.is_text() {

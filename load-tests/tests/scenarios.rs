@@ -94,6 +94,9 @@ fn every_scenario_runs_and_reports() {
     assert_eq!(r["extra"]["sockets"], 50, "{r}");
     assert!(r["extra"]["bytes_per_socket"].is_number(), "{r}");
 
+    let r = load(&url, &["get", "--path", "/healthz", "--count", "100"]);
+    assert_eq!(r["ok"], 100, "{r}");
+
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/mixed.toml");
     let r = load(&url, &["mixed", "--scenario-file", file.to_str().unwrap(), "--count", "300", "--sessions", "5"]);
     assert_eq!(r["ok"], 300, "{r}");

@@ -4,24 +4,12 @@
 //! prints the SPEC's "signature verify, engine only" rows with each figure beside its
 //! reference, and writes `bench/results/verify-<date>.json`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rayon::prelude::*;
 use serde_json::json;
-use sigil_bench::{Kind, RawRecover, checks, mixed_checks};
+use sigil_bench::{Kind, RawRecover, checks, mixed_checks, rate};
 use sigil_engine::verify::{Policy, verify_batch};
-
-/// Calls `f` (which does `per_call` operations) until `budget` has passed; operations/s.
-fn rate(budget: Duration, per_call: usize, mut f: impl FnMut()) -> f64 {
-    f(); // warm caches and the rayon pool
-    let started = Instant::now();
-    let mut calls = 0u64;
-    while started.elapsed() < budget {
-        f();
-        calls += 1;
-    }
-    (calls as f64 * per_call as f64) / started.elapsed().as_secs_f64()
-}
 
 fn main() {
     let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2.0);

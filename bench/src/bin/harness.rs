@@ -1,0 +1,238 @@
+//! The benchmark harness: SPEC.md's performance table, every figure beside a reference
+//! measured in the same run. Run it through `bench/run.sh`, which builds the release binaries
+//! and raises the file-descriptor limit; it writes `bench/results/<date>.json`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde_json::{Value, json};
+use sigil_bench::{RawRecover, rate};
+
+/// A child process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bin(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = exe.with_file_name(name);
+    path.exists().then_some(path.clone()).ok_or_else(|| format!("{} not built (run bench/run.sh)", path.display()))
+}
+
+/// Starts `cmd` and waits for a line containing `marker` followed by an address.
+fn start(mut cmd: Command, marker: &str, from_stderr: bool) -> Result<(Running, String), String> {
+    if from_stderr {
+        cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+    } else {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    }
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let reader: Box<dyn std::io::Read + Send> = if from_stderr {
+        Box::new(child.stderr.take().ok_or("no stderr")?)
+    } else {
+        Box::new(child.stdout.take().ok_or("no stdout")?)
+    };
+    let mut lines = BufReader::new(reader).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(rest) = line.split(marker).nth(1) {
+            let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+            // Keep draining the pipe so the child never blocks on a full one.
+            std::thread::spawn(move || lines.for_each(drop));
+            return Ok((Running(child), addr));
+        }
+    }
+    let _ = child.kill();
+    Err(format!("{cmd:?} did not print {marker:?}"))
+}
+
+fn load(url: &str, args: &[&str], scratch: &Path) -> Result<Value, String> {
+    let json = scratch.join(format!("load-{}.json", args.join("_").replace(['/', ' '], "-")));
+    eprintln!("  sigil-load {}", args.join(" "));
+    let out = Command::new(bin("sigil-load")?)
+        .args(args)
+        .args(["--url", url, "--quiet", "--json"])
+        .arg(&json)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("sigil-load {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let text = std::fs::read_to_string(&json).map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+fn num(v: &Value, pointer: &str) -> f64 {
+    v.pointer(pointer).and_then(Value::as_f64).unwrap_or(f64::NAN)
+}
+
+struct Row {
+    scenario: &'static str,
+    measured: String,
+    reference: String,
+    ratio: Option<f64>,
+    target: &'static str,
+    met: Option<bool>,
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("harness: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let started = Instant::now();
+    let scratch = std::env::temp_dir().join(format!("sigil-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let threads = rayon::current_num_threads();
+    let mut rows = Vec::new();
+
+    eprintln!("raw libsecp256k1 recovery (reference)…");
+    let raw = RawRecover::new(4096);
+    let raw_all = rate(Duration::from_secs(2), raw.len(), || {
+        std::hint::black_box((0..raw.len()).into_par_iter().with_min_len(8).filter(|i| raw.recover(*i)).count());
+    });
+    let mixed = sigil_bench::mixed_checks(4096);
+    let batch = rate(Duration::from_secs(2), mixed.len(), || {
+        std::hint::black_box(sigil_engine::verify::verify_batch(&mixed, sigil_engine::verify::Policy::SIGIL));
+    });
+    rows.push(Row {
+        scenario: "signature verify, engine only (all threads)",
+        measured: format!("{batch:.0}/s"),
+        reference: format!("raw recover {raw_all:.0}/s ({threads} threads)"),
+        ratio: Some(batch / raw_all),
+        target: ">= 90%",
+        met: Some(batch / raw_all >= 0.9),
+    });
+
+    eprintln!("empty actix-web handler (reference)…");
+    let empty = {
+        let (_server, addr) = start(Command::new(bin("empty-server")?), "listening on ", false)?;
+        load(&format!("http://{addr}"), &["get", "-c", "64", "-d", "5s"], &scratch)?
+    };
+    let empty_rps = num(&empty, "/throughput_per_s");
+
+    eprintln!("sigil…");
+    let mut cmd = Command::new(bin("sigil")?);
+    cmd.arg("serve")
+        .env("SIGIL_SERVER__LISTEN", "127.0.0.1:0")
+        .env("SIGIL_SERVER__DATA_DIR", scratch.join("data"))
+        .env("SIGIL_LIMITS__ENABLED", "false")
+        .env("SIGIL_LOG__FILTER", "info")
+        .env("NO_COLOR", "1");
+    let (_sigil, addr) = start(cmd, "sigil listening on http://", true)?;
+    let url = format!("http://{addr}");
+
+    let phrase = load(&url, &["phrase", "-c", "64", "-d", "5s"], &scratch)?;
+    let r = num(&phrase, "/throughput_per_s");
+    rows.push(Row {
+        scenario: "GET /id/loginphrase (64 conns)",
+        measured: format!("{r:.0}/s, p50 {:.2} ms, p99 {:.2} ms", num(&phrase, "/latency_ms/p50"), num(&phrase, "/latency_ms/p99")),
+        reference: format!("empty handler {empty_rps:.0}/s"),
+        ratio: Some(r / empty_rps),
+        target: ">= 60%",
+        met: Some(r / empty_rps >= 0.6),
+    });
+
+    let login = load(&url, &["wallet-login", "-c", "64", "--count", "15000"], &scratch)?;
+    let r = num(&login, "/throughput_per_s");
+    rows.push(Row {
+        scenario: "POST /id/verifylogin (BTC+ETH, durable)",
+        measured: format!("{r:.0}/s, p99 {:.2} ms", num(&login, "/latency_ms/p99")),
+        reference: format!("raw recover {raw_all:.0}/s"),
+        ratio: Some(r / raw_all),
+        target: ">= 50%",
+        met: Some(r / raw_all >= 0.5),
+    });
+
+    let check = load(&url, &["session-check", "-c", "64", "-d", "5s", "--sessions", "200"], &scratch)?;
+    let r = num(&check, "/throughput_per_s");
+    let at80 = format!("{:.0}", (r * 0.8).floor());
+    let steady = load(&url, &["session-check", "-c", "64", "-d", "5s", "--sessions", "200", "--rate", &at80], &scratch)?;
+    let p99_80 = num(&steady, "/latency_ms/p99");
+    rows.push(Row {
+        scenario: "authenticated request (zelidauth)",
+        measured: format!("{r:.0}/s; p99 {p99_80:.2} ms at 80% ({at80}/s)"),
+        reference: format!("empty handler {empty_rps:.0}/s"),
+        ratio: Some(r / empty_rps),
+        target: ">= 60%, p99 < 2 ms at 80%",
+        met: Some(r / empty_rps >= 0.6 && p99_80 < 2.0),
+    });
+
+    let push = load(&url, &["ws-push", "-c", "64", "--sockets", "10000"], &scratch)?;
+    let p99 = num(&push, "/latency_ms/p99");
+    rows.push(Row {
+        scenario: "websocket login push (10k waiting)",
+        measured: format!("p50 {:.2} ms, p99 {p99:.2} ms", num(&push, "/latency_ms/p50")),
+        reference: "after the verifylogin response".into(),
+        ratio: None,
+        target: "p99 < 5 ms",
+        met: Some(p99 < 5.0),
+    });
+
+    let idle = load(&url, &["ws-idle", "-c", "64", "--sockets", "8000", "-d", "2s"], &scratch)?;
+    let per = num(&idle, "/extra/bytes_per_socket");
+    let projected = per * 100_000.0 / (1024.0 * 1024.0 * 1024.0);
+    rows.push(Row {
+        scenario: "idle websockets (8k, projected to 100k)",
+        measured: format!("{per:.0} B/socket -> {projected:.2} GiB per 100k"),
+        reference: "server RSS before".into(),
+        ratio: None,
+        target: "100k < 1.5 GiB",
+        met: Some(projected < 1.5),
+    });
+    rows.push(Row {
+        scenario: "restart with 1M sessions",
+        measured: "not measured yet".into(),
+        reference: "-".into(),
+        ratio: None,
+        target: "< 2 s",
+        met: None,
+    });
+
+    println!("{:<44} {:<52} {:<38} {:>7} {:<26} met", "scenario", "measured", "reference (same run)", "ratio", "target");
+    for row in &rows {
+        let ratio = row.ratio.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
+        let met = match row.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "-",
+        };
+        println!("{:<44} {:<52} {:<38} {:>7} {:<26} {met}", row.scenario, row.measured, row.reference, ratio, row.target);
+    }
+    let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let report = json!({
+        "date": date,
+        "threads": threads,
+        "seconds": started.elapsed().as_secs_f64(),
+        "references": {"raw_recover_all_threads": raw_all, "empty_handler_rps": empty_rps},
+        "rows": rows.iter().map(|r| json!({
+            "scenario": r.scenario, "measured": r.measured, "reference": r.reference,
+            "ratio": r.ratio, "target": r.target, "met": r.met,
+        })).collect::<Vec<_>>(),
+        "raw": {"empty": empty, "phrase": phrase, "wallet_login": login, "session_check": check,
+                "session_check_80": steady, "ws_push": push, "ws_idle": idle},
+    });
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let path = dir.join(format!("{}.json", date.get(..10).unwrap_or("undated")));
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    eprintln!("wrote {} in {:.0} s", path.display(), started.elapsed().as_secs_f64());
+    Ok(())
+}
