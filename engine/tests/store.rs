@@ -192,6 +192,7 @@ fn kill9_child_writer() {
         Ok("buffered") => Durability::Buffered,
         _ => Durability::Fsync,
     };
+    let relaxed = std::env::var(CHILD_MODE).as_deref() == Ok("relaxed");
     let store = RocksStore::open(std::path::Path::new(&path), durability).unwrap();
     let mut out = std::io::stdout().lock();
     for n in 0u64.. {
@@ -199,6 +200,9 @@ fn kill9_child_writer() {
         let mut b = Batch::new();
         b.put(Cf::Sessions, key.to_vec(), format!("session {n}").into_bytes());
         b.put(Cf::SessionsByOwner, index_key(b"1owner", &key), Vec::new());
+        if relaxed {
+            b.relaxed();
+        }
         store.write(b).unwrap();
         use std::io::Write as _;
         writeln!(out, "ACK {n}").unwrap();
@@ -258,6 +262,13 @@ fn acknowledged_writes_survive_kill_9_with_fsync() {
 #[test]
 fn acknowledged_writes_survive_kill_9_with_buffered_wal() {
     kill_mid_stream("buffered");
+}
+
+/// Relaxed batches (issued phrases) skip fsync under the default durability, and still
+/// survive a kill of the process.
+#[test]
+fn acknowledged_relaxed_writes_survive_kill_9() {
+    kill_mid_stream("relaxed");
 }
 
 #[test]

@@ -63,6 +63,9 @@ pub fn issue_phrase(store: &dyn Store, now: Millis, ttl: Millis) -> Result<Activ
     let phrase = crate::secret::login_phrase(now).map_err(|e| StoreError::Backend(e.to_string()))?;
     let mut b = Batch::new();
     b.put_expiring(Cf::Phrases, phrase.clone().into_bytes(), now.to_be_bytes().to_vec(), now + ttl);
+    // A phrase lost to a power cut costs the client one more request; it still survives
+    // kill -9. Sessions, which users rely on, keep the store's full durability.
+    b.relaxed();
     store.write(b)?;
     Ok(ActivePhrase { phrase, created_at: now, expire_at: now + ttl })
 }

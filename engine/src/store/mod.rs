@@ -131,6 +131,7 @@ pub enum Op {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
     ops: Vec<Op>,
+    relaxed: bool,
 }
 
 impl Batch {
@@ -163,6 +164,19 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// Commit without waiting for fsync, whatever the store's [`Durability`]: the write is
+    /// in the WAL in the OS page cache when the commit returns, so it survives `kill -9` but
+    /// not a power cut. For records whose loss costs a retry, never a user's state (an issued
+    /// login phrase: the client just asks for another).
+    pub fn relaxed(&mut self) -> &mut Self {
+        self.relaxed = true;
+        self
+    }
+
+    pub fn is_relaxed(&self) -> bool {
+        self.relaxed
     }
 
     pub fn ops(&self) -> &[Op] {

@@ -19,6 +19,8 @@ const STRIPES: usize = 64;
 const SWEEP_CHUNK: usize = 512;
 
 pub struct RocksStore {
+    /// For [`Batch::relaxed`] commits: WAL written, not fsynced.
+    relaxed_opts: WriteOptions,
     /// `None` once [`RocksStore::close`] ran: every later call answers [`StoreError::Closed`].
     db: RwLock<Option<DB>>,
     path: std::path::PathBuf,
@@ -53,7 +55,10 @@ impl RocksStore {
 
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(durability == Durability::Fsync);
+        let mut relaxed_opts = WriteOptions::default();
+        relaxed_opts.set_sync(false);
         let store = Self {
+            relaxed_opts,
             db: RwLock::new(Some(db)),
             path: path.to_path_buf(),
             write_opts,
@@ -143,7 +148,8 @@ impl RocksStore {
                 Op::Delete { cf, key } => wb.delete_cf(handle(db, *cf)?, key),
             }
         }
-        db.write_opt(wb, &self.write_opts).map_err(backend)
+        let opts = if batch.is_relaxed() { &self.relaxed_opts } else { &self.write_opts };
+        db.write_opt(wb, opts).map_err(backend)
     }
 
     fn get_at(db: &DB, cf: Cf, key: &[u8], now: Millis) -> Result<Option<Vec<u8>>, StoreError> {
