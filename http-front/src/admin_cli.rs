@@ -33,6 +33,12 @@ pub fn sessions(config: &Config, command: &SessionsCommand) -> Result<(), FrontE
             list.iter().for_each(|s| println!("{}", line(s)));
             eprintln!("{} session(s)", list.len());
         }
+        SessionsCommand::Seed { count, .. } => {
+            let started = std::time::Instant::now();
+            let ttl = config.flux.session_ttl.as_millis();
+            session::seed_synthetic(&store, *count, sigil_engine::store::now_ms(), ttl)?;
+            println!("{count} synthetic session(s) written in {:.1} s", started.elapsed().as_secs_f64());
+        }
         SessionsCommand::Revoke { phrase, zelid, all, .. } => {
             let ended = match (phrase, zelid, all) {
                 (Some(p), _, _) => usize::from(session::logout(&store, p, None)?.is_some()),

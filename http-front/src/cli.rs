@@ -47,6 +47,14 @@ pub enum SessionsCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Write COUNT synthetic sessions (random ids, never valid credentials) for restart and
+    /// storage benchmarks.
+    Seed {
+        #[arg(long)]
+        count: u64,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// End sessions: the one opened with a phrase, all of a ZelID, or all of them.
     Revoke {
         #[arg(long, conflicts_with_all = ["zelid", "all"])]

@@ -31,7 +31,9 @@ async fn main() -> ExitCode {
         Command::Config { command: ConfigCommand::Show(args) } => show(args),
         Command::Sessions { command } => {
             let args = match command {
-                SessionsCommand::List { config, .. } | SessionsCommand::Revoke { config, .. } => config,
+                SessionsCommand::List { config, .. }
+                | SessionsCommand::Revoke { config, .. }
+                | SessionsCommand::Seed { config, .. } => config,
             };
             load(args).and_then(|c| admin_cli::sessions(&c, command))
         }

@@ -628,3 +628,19 @@ async fn admin_endpoint_records_app_owners() {
         json!({"status":"success","data":{"message":"appowner"}})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_sessions_are_listed_and_never_authorize() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, _) = cli(dir.path(), &["sessions", "seed", "--count", "25"]);
+    assert!(ok && out.starts_with("25 synthetic session(s) written"), "{out}");
+    let (ok, out, _) = cli(dir.path(), &["sessions", "list"]);
+    assert!(ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 25);
+    // A seeded session's hash matches no signature: even its own phrase and zelid fail.
+    let fields: Vec<&str> = lines[0].split('\t').collect();
+    let s = common::serve(dir.path(), &[]);
+    let header = query_header(fields[0], fields[1], "H0000");
+    assert_eq!(get_json(&s.url("/id/loggedsessions"), Some(&header)).await["data"]["code"], 401);
+}

@@ -114,6 +114,34 @@ pub fn open_session(
     Ok(store.take(Cf::Phrases, key, b)?.map(|_| session))
 }
 
+/// Writes `count` synthetic sessions (random 13-digit-prefixed phrases and zelids; their
+/// signature hash matches no signature) in large batches, for restart and storage benchmarks.
+pub fn seed_synthetic(store: &dyn Store, count: u64, now: Millis, session_ttl: Millis) -> Result<(), StoreError> {
+    const CHUNK: u64 = 10_000;
+    let random = |n| random_base36(n).map_err(|e| StoreError::Backend(e.to_string()));
+    let mut written = 0;
+    while written < count {
+        let mut b = Batch::new();
+        for _ in 0..CHUNK.min(count - written) {
+            let session = FluxSession {
+                zelid: format!("1seed{}", random(28)?),
+                login_phrase: format!("{now:013}{}", random(40)?),
+                signature_hash: hex::encode(secret_hash(random(16)?.as_bytes())),
+                created_at: now,
+                expire_at: now + session_ttl,
+            };
+            let value = serde_json::to_vec(&session).map_err(|_| corrupt("unencodable session"))?;
+            let key = session.login_phrase.as_bytes();
+            b.put_expiring(Cf::Sessions, key.to_vec(), value, session.expire_at);
+            b.put_expiring(Cf::SessionsByOwner, index_key(session.zelid.as_bytes(), key), Vec::new(), session.expire_at);
+        }
+        b.relaxed();
+        store.write(b)?;
+        written += CHUNK.min(count - written);
+    }
+    Ok(())
+}
+
 /// The live session opened with `phrase`.
 pub fn session(store: &dyn Store, phrase: &str) -> Result<Option<FluxSession>, StoreError> {
     store.get(Cf::Sessions, phrase.as_bytes())?.map(|raw| decode_session(&raw)).transpose()
