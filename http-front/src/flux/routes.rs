@@ -82,8 +82,19 @@ async fn set_app_owner(req: HttpRequest, payload: web::Payload, state: State) ->
         Ok(p) => p,
         Err(e) => return envelope::error(&e),
     };
-    let done = state.registry.send(SetAppOwner { app: app.clone(), owner: owner.clone() }).await;
-    reply(done.map_err(|_| FluxError::Overloaded).and_then(|r| r), |()| envelope::data(json!({"app": app, "owner": owner})))
+    let done = ask(&state.registry, SetAppOwner { app: app.clone(), owner: owner.clone() }).await;
+    reply(done, |()| envelope::data(json!({"app": app, "owner": owner})))
+}
+
+/// Sends `msg` and flattens "the actor is gone" into the dialect's overload error.
+async fn ask<A, M, T>(addr: &actix::Addr<A>, msg: M) -> Result<T, FluxError>
+where
+    A: actix::Actor + actix::Handler<M>,
+    A::Context: actix::dev::ToEnvelope<A, M>,
+    M: actix::Message<Result = Result<T, FluxError>> + Send + 'static,
+    T: Send + 'static,
+{
+    addr.send(msg).await.map_err(|_| FluxError::Overloaded)?
 }
 
 fn actor_error(e: ActorError) -> FluxError {
@@ -123,11 +134,7 @@ async fn issue(req: &HttpRequest, state: &FluxState) -> HttpResponse {
     if let Err(wait) = state.limits.check(Limited::FluxPhrase, req) {
         return envelope::rate_limited(wait);
     }
-    let issued = match state.issuer.send(IssuePhrase).await {
-        Ok(r) => r,
-        Err(_) => Err(FluxError::Overloaded),
-    };
-    reply(issued, |p| envelope::data(p.phrase))
+    reply(ask(&state.issuer, IssuePhrase).await, |p| envelope::data(p.phrase))
 }
 
 fn session_json(s: &FluxSession) -> serde_json::Value {
@@ -194,11 +201,7 @@ async fn login_flow(state: &FluxState, fields: &Fields) -> Result<(FluxSession, 
     verifier::verify(&state.verifier, check).await.map_err(actor_error)?.map_err(|_| FluxError::InvalidSignature)?;
     let signature = attempt.signature.clone();
     let verified_at = std::time::Instant::now();
-    let opened = state
-        .registry
-        .send(OpenSession { login: attempt, created_at: active.created_at, verified_at })
-        .await
-        .map_err(|_| FluxError::Overloaded)??;
+    let opened = ask(&state.registry, OpenSession { login: attempt, created_at: active.created_at, verified_at }).await?;
     opened.map(|s| (s, signature)).ok_or(FluxError::PhraseNotActive)
 }
 
@@ -217,7 +220,7 @@ async fn providesign(req: HttpRequest, payload: web::Payload, state: State) -> H
                 Check { message: signed.phrase.clone(), address: signed.zelid.clone(), signature: signed.signature.clone() };
             verifier::verify(&state.verifier, check).await.map_err(actor_error)?.map_err(|_| FluxError::InvalidSignature)?;
         }
-        state.registry.send(ProvideSignature(signed)).await.map_err(|_| FluxError::Overloaded)?
+        ask(&state.registry, ProvideSignature(signed)).await
     }
     .await;
     reply(provided, |p| {
@@ -273,16 +276,16 @@ async fn loggedsessions(req: HttpRequest, state: State) -> HttpResponse {
 
 async fn logoutcurrentsession(req: HttpRequest, state: State) -> HttpResponse {
     let Some(who) = auth::require(&state, &req, Level::User).await else { return envelope::unauthorized() };
-    let done = state.registry.send(Logout { phrase: who.phrase, zelid: Some(who.zelid) }).await;
-    reply(done.map_err(|_| FluxError::Overloaded).and_then(|r| r), |_| {
+    let done = ask(&state.registry, Logout { phrase: who.phrase, zelid: Some(who.zelid) }).await;
+    reply(done, |_| {
         envelope::success_message("Successfully logged out")
     })
 }
 
 async fn logoutallsessions(req: HttpRequest, state: State) -> HttpResponse {
     let Some(who) = auth::require(&state, &req, Level::User).await else { return envelope::unauthorized() };
-    let done = state.registry.send(LogoutAll { zelid: who.zelid }).await;
-    reply(done.map_err(|_| FluxError::Overloaded).and_then(|r| r), |_| {
+    let done = ask(&state.registry, LogoutAll { zelid: who.zelid }).await;
+    reply(done, |_| {
         envelope::success_message("Successfully logged out all sessions")
     })
 }
@@ -302,8 +305,8 @@ async fn logoutspecificsession(req: HttpRequest, payload: web::Payload, state: S
         Ok(None) => return envelope::warning_message("Specified user was already logged out"),
         Err(e) => return envelope::error(&e.into()),
     };
-    let done = state.registry.send(Logout { phrase, zelid: None }).await;
-    reply(done.map_err(|_| FluxError::Overloaded).and_then(|r| r), |ended| {
+    let done = ask(&state.registry, Logout { phrase, zelid: None }).await;
+    reply(done, |ended| {
         if ended {
             envelope::success_message("Session successfully logged out")
         } else {
@@ -325,7 +328,7 @@ async fn activeloginphrases(req: HttpRequest, state: State) -> HttpResponse {
     if auth::require(&state, &req, Level::Admin).await.is_none() {
         return envelope::unauthorized();
     }
-    let phrases = state.issuer.send(ActivePhrases).await.map_err(|_| FluxError::Overloaded).and_then(|r| r);
+    let phrases = ask(&state.issuer, ActivePhrases).await;
     reply(phrases, |phrases| {
         envelope::data(
             phrases
@@ -342,8 +345,8 @@ async fn logoutallusers(req: HttpRequest, state: State) -> HttpResponse {
     if auth::require(&state, &req, Level::Admin).await.is_none() {
         return envelope::unauthorized();
     }
-    let done = state.registry.send(LogoutEveryone).await;
-    reply(done.map_err(|_| FluxError::Overloaded).and_then(|r| r), |_| {
+    let done = ask(&state.registry, LogoutEveryone).await;
+    reply(done, |_| {
         envelope::success_message("Successfully logged out all users")
     })
 }
