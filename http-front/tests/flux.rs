@@ -74,8 +74,21 @@ async fn post(url: &str, content_type: &str, body: impl Into<reqwest::Body>, zel
 
 async fn phrase(s: &common::Served) -> String {
     let body = get_json(&s.url("/id/loginphrase"), None).await;
+    // FluxOS refuses a phrase in the very millisecond it was issued; no wallet is that fast,
+    // but a loopback test is.
+    tokio::time::sleep(Duration::from_millis(2)).await;
     assert_eq!(body["status"], "success", "{body}");
     body["data"].as_str().unwrap().to_string()
+}
+
+/// Logs `wallet` in through a fresh phrase; returns (zelid, phrase, signature).
+async fn login(s: &common::Served, wallet: &Wallet) -> (String, String, String) {
+    let p = phrase(s).await;
+    let sig = wallet.sign(&p);
+    let body = json!({"zelid": wallet.address(), "loginPhrase": p, "signature": sig}).to_string();
+    let (_, reply) = post(&s.url("/id/verifylogin"), "text/plain", body, None).await;
+    assert_eq!(reply["status"], "success", "{reply}");
+    (wallet.address(), p, sig)
 }
 
 fn query_header(zelid: &str, phrase: &str, signature: &str) -> String {
@@ -288,15 +301,7 @@ async fn privileges_admin_routes_and_specific_logout() {
     let owner = Wallet { key: owner_key(), kind: "btc" };
     let s = common::serve(dir.path(), &[("SIGIL_FLUX__OWNER_ZELID", &owner.address())]);
 
-    let mut creds = Vec::new();
-    for w in [&owner, &Wallet::new("eth")] {
-        let p = phrase(&s).await;
-        let sig = w.sign(&p);
-        let body = json!({"zelid": w.address(), "loginPhrase": p, "signature": sig}).to_string();
-        let (_, reply) = post(&s.url("/id/verifylogin"), "text/plain", body, None).await;
-        assert_eq!(reply["status"], "success", "{reply}");
-        creds.push((w.address(), p, sig));
-    }
+    let creds = [login(&s, &owner).await, login(&s, &Wallet::new("eth")).await];
     let (admin, user) = (&creds[0], &creds[1]);
     let admin_h = query_header(&admin.0, &admin.1, &admin.2);
     let user_h = query_header(&user.0, &user.1, &user.2);
@@ -456,13 +461,8 @@ fn cli(data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_lists_and_revokes_sessions_and_sets_app_owners() {
     let dir = tempfile::tempdir().unwrap();
-    let wallet = Wallet::new("btc");
-    let zelid = wallet.address();
     let mut s = common::serve(dir.path(), &[]);
-    let p = phrase(&s).await;
-    let sig = wallet.sign(&p);
-    let body = json!({"zelid": zelid, "loginPhrase": p, "signature": sig}).to_string();
-    assert_eq!(post(&s.url("/id/verifylogin"), "text/plain", body, None).await.1["status"], "success");
+    let (zelid, p, sig) = login(&s, &Wallet::new("btc")).await;
 
     let (ok, _, err) = cli(dir.path(), &["sessions", "list"]);
     assert!(!ok && err.contains("is in use (stop `sigil serve` first"), "{err}");
@@ -607,14 +607,7 @@ async fn admin_endpoint_records_app_owners() {
     let dir = tempfile::tempdir().unwrap();
     let owner = Wallet { key: owner_key(), kind: "btc" };
     let s = common::serve(dir.path(), &[("SIGIL_FLUX__OWNER_ZELID", &owner.address())]);
-    let mut creds = Vec::new();
-    for w in [&owner, &Wallet::new("btc")] {
-        let p = phrase(&s).await;
-        let sig = w.sign(&p);
-        let body = json!({"zelid": w.address(), "loginPhrase": p, "signature": sig}).to_string();
-        assert_eq!(post(&s.url("/id/verifylogin"), "text/plain", body, None).await.1["status"], "success");
-        creds.push((w.address(), p, sig));
-    }
+    let creds = [login(&s, &owner).await, login(&s, &Wallet::new("btc")).await];
     let admin_h = query_header(&creds[0].0, &creds[0].1, &creds[0].2);
     let user_h = query_header(&creds[1].0, &creds[1].1, &creds[1].2);
     let url = s.url("/api/admin/flux/app-owners");

@@ -87,6 +87,8 @@ async fn prepare(ctx: &Ctx, n: usize, concurrency: usize, quiet: bool) -> Result
     }
     let results: Vec<Result<Signed, String>> =
         futures_util::stream::iter(0..n).map(|i| sign_login(ctx, i)).buffer_unordered(concurrency.clamp(1, 64)).collect().await;
+    // A phrase is refused in the millisecond it was issued (FluxOS's rule).
+    tokio::time::sleep(Duration::from_millis(2)).await;
     results.into_iter().collect()
 }
 
