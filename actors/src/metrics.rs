@@ -7,6 +7,7 @@ pub struct ActorMetrics {
     pub verifier_batch_size: Histogram,
     pub verifier_queue_depth: IntGauge,
     pub verifier_rejected: prometheus::IntCounter,
+    pub registry_group_size: Histogram,
     pub logins: IntCounterVec,
     pub websockets: IntGauge,
     pub subscriptions: IntGauge,
@@ -30,6 +31,10 @@ impl ActorMetrics {
                 "sigil_verifier_rejected_total",
                 "Signature checks refused because the verifier queue was full",
             )?,
+            registry_group_size: Histogram::with_opts(
+                HistogramOpts::new("sigil_registry_group_size", "Logins committed together in one durable write")
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+            )?,
             logins: IntCounterVec::new(
                 Opts::new("sigil_flux_logins_total", "Wallet login attempts by outcome and address kind"),
                 &["outcome", "kind"],
@@ -49,6 +54,7 @@ impl ActorMetrics {
         registry.register(Box::new(m.verifier_batch_size.clone()))?;
         registry.register(Box::new(m.verifier_queue_depth.clone()))?;
         registry.register(Box::new(m.verifier_rejected.clone()))?;
+        registry.register(Box::new(m.registry_group_size.clone()))?;
         registry.register(Box::new(m.logins.clone()))?;
         registry.register(Box::new(m.websockets.clone()))?;
         registry.register(Box::new(m.subscriptions.clone()))?;

@@ -1,8 +1,12 @@
 //! The verifier pool: micro-batches of signature checks, verified in parallel on rayon.
 //!
-//! Callers send [`Verify`]; the actor queues the check and its reply channel, and flushes the
-//! queue to rayon when it reaches [`PoolConfig::max_batch`] or [`PoolConfig::max_wait`] after
-//! the first check arrived, whichever comes first. Each caller gets its own verdict. When more
+//! Callers send [`Verify`]; the actor queues the check and its reply channel. The queue goes
+//! to rayon as one batch **at once while a rayon thread is free** (an idle server adds no
+//! wait), and otherwise when it reaches [`PoolConfig::max_batch`] or [`PoolConfig::max_wait`]
+//! after the first check arrived. Small batches keep the stages of a login pipelined: with one
+//! batch as large as all 64 connections, every request verified, then committed, then answered
+//! in lockstep and the cores took turns idling (measured in docs/benchmarks.md: 64 → 8 gave
+//! +12 % logins/s). Each caller gets its own verdict. When more
 //! than [`PoolConfig::max_queue`] checks are waiting or running, new ones are refused at once
 //! (the front answers with an error body) instead of growing memory and latency without bound.
 
@@ -22,12 +26,20 @@ pub struct PoolConfig {
     pub max_batch: usize,
     pub max_wait: Duration,
     pub max_queue: usize,
+    /// Batches that may run on rayon before new checks wait to be batched (0: always wait).
+    pub eager_batches: usize,
     pub policy: Policy,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { max_batch: 64, max_wait: Duration::from_micros(200), max_queue: 16_384, policy: Policy::SIGIL }
+        Self {
+            max_batch: 8,
+            max_wait: Duration::from_micros(200),
+            max_queue: 16_384,
+            eager_batches: rayon::current_num_threads(),
+            policy: Policy::SIGIL,
+        }
     }
 }
 
@@ -42,12 +54,14 @@ pub struct VerifierPool {
     flush_scheduled: Option<SpawnHandle>,
     /// Checks accepted and not yet answered (queued + on rayon).
     in_flight: Arc<AtomicUsize>,
+    /// Batches handed to rayon and not yet finished.
+    running: Arc<AtomicUsize>,
     metrics: Option<ActorMetrics>,
 }
 
 impl VerifierPool {
     pub fn new(config: PoolConfig, metrics: Option<ActorMetrics>) -> Self {
-        Self { config, pending: Vec::new(), flush_scheduled: None, in_flight: Arc::new(AtomicUsize::new(0)), metrics }
+        Self { config, pending: Vec::new(), flush_scheduled: None, in_flight: Arc::new(AtomicUsize::new(0)), running: Arc::new(AtomicUsize::new(0)), metrics }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -60,6 +74,8 @@ impl VerifierPool {
         let batch = std::mem::take(&mut self.pending);
         let policy = self.config.policy;
         let in_flight = self.in_flight.clone();
+        let running = self.running.clone();
+        running.fetch_add(1, Ordering::AcqRel);
         let metrics = self.metrics.clone();
         if let Some(m) = &metrics {
             m.verifier_batch_size.observe(batch.len() as f64);
@@ -67,6 +83,7 @@ impl VerifierPool {
         rayon::spawn(move || {
             let (checks, replies): (Vec<Check>, Vec<_>) = batch.into_iter().unzip();
             let verdicts = verify_batch(&checks, policy);
+            running.fetch_sub(1, Ordering::AcqRel);
             let n = replies.len();
             // Room is made before the answers go out, so a caller that got its verdict
             // always finds the queue no fuller than it left it.
@@ -107,7 +124,8 @@ impl Handler<Verify> for VerifierPool {
         }
         let (tx, rx) = oneshot::channel();
         self.pending.push((check, tx));
-        if self.pending.len() >= self.config.max_batch {
+        let rayon_free = self.running.load(Ordering::Acquire) < self.config.eager_batches;
+        if rayon_free || self.pending.len() >= self.config.max_batch {
             self.flush(ctx);
         } else if self.flush_scheduled.is_none() {
             self.flush_scheduled = Some(ctx.run_later(self.config.max_wait, |pool, ctx| {
@@ -161,7 +179,13 @@ mod tests {
 
     #[actix_web::test]
     async fn a_full_queue_refuses_instead_of_growing() {
-        let config = PoolConfig { max_queue: 4, max_batch: 1000, max_wait: Duration::from_millis(300), ..PoolConfig::default() };
+        let config = PoolConfig {
+            max_queue: 4,
+            max_batch: 1000,
+            max_wait: Duration::from_millis(300),
+            eager_batches: 0,
+            ..PoolConfig::default()
+        };
         let pool = VerifierPool::new(config, None).start();
         let mut waiting = Vec::new();
         for i in 0..4 {

@@ -91,6 +91,67 @@ fn take_has_exactly_one_winner() {
 }
 
 #[test]
+fn group_takes_race_with_single_takes_and_each_key_has_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    const KEYS: usize = 60;
+    let mut b = Batch::new();
+    for k in 0..KEYS {
+        b.put_expiring(Cf::Phrases, format!("p{k}").into_bytes(), b"issued".to_vec(), now_ms() + 60_000);
+    }
+    store.write(b).unwrap();
+    let then = |k: usize, who: &str| {
+        let mut b = Batch::new();
+        b.put(Cf::Sessions, format!("s{k}").into_bytes(), who.as_bytes().to_vec());
+        b
+    };
+    let barrier = Arc::new(Barrier::new(3));
+    // Two group committers (each naming every key, some twice) against one single taker.
+    let groups: Vec<_> = ["g0", "g1"]
+        .into_iter()
+        .map(|who| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut won = Vec::new();
+                for chunk in (0..KEYS).collect::<Vec<_>>().chunks(7) {
+                    let mut items: Vec<_> = chunk.iter().map(|&k| (format!("p{k}").into_bytes(), then(k, who))).collect();
+                    items.push((format!("p{}", chunk[0]).into_bytes(), then(chunk[0], "duplicate")));
+                    let taken = store.take_each(Cf::Phrases, items).unwrap();
+                    assert_eq!(taken.len(), chunk.len() + 1, "one answer per item, in order");
+                    assert_eq!(taken[chunk.len()], None, "a key named twice in a group is taken once");
+                    won.extend(chunk.iter().zip(&taken).filter(|(_, t)| t.is_some()).map(|(&k, _)| k));
+                }
+                (who, won)
+            })
+        })
+        .collect();
+    let single = {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        std::thread::spawn(move || {
+            barrier.wait();
+            let won: Vec<usize> = (0..KEYS)
+                .rev()
+                .filter(|&k| store.take(Cf::Phrases, format!("p{k}").as_bytes(), then(k, "single")).unwrap().is_some())
+                .collect();
+            ("single", won)
+        })
+    };
+    let mut winner = vec![Vec::new(); KEYS];
+    for h in groups.into_iter().chain([single]) {
+        let (who, won) = h.join().unwrap();
+        for k in won {
+            winner[k].push(who);
+        }
+    }
+    for (k, w) in winner.iter().enumerate() {
+        assert_eq!(w.len(), 1, "p{k} taken by {w:?}");
+        assert_eq!(store.get(Cf::Sessions, format!("s{k}").as_bytes()).unwrap().unwrap(), w[0].as_bytes());
+    }
+    assert_eq!(store.take_each(Cf::Phrases, vec![(b"p0".to_vec(), then(0, "late"))]).unwrap(), vec![None]);
+}
+
+#[test]
 fn take_of_a_missing_or_expired_key_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
@@ -155,6 +216,31 @@ fn expired_records_read_as_absent_and_are_swept() {
     assert!(store.get(Cf::Sessions, b"forever").unwrap().is_some());
     assert_eq!(store.get(Cf::AppOwners, b"renewed").unwrap().as_deref(), Some(&b"new"[..]));
     assert_eq!(store.sweep_expired(now + 3_600_000).unwrap(), 1);
+}
+
+#[test]
+fn a_large_backlog_is_swept_in_chunks_without_touching_live_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let now = now_ms();
+    let mut b = Batch::new();
+    for i in 0..1500 {
+        b.put_expiring(Cf::LoginSignatures, format!("due{i:04}").into_bytes(), b"s".to_vec(), now + 20);
+        // Same instant, but renewed below: must survive.
+        b.put_expiring(Cf::Sessions, format!("renewed{i:04}").into_bytes(), b"old".to_vec(), now + 20);
+    }
+    store.write(b).unwrap();
+    let mut b = Batch::new();
+    for i in 0..1500 {
+        b.put_expiring(Cf::Sessions, format!("renewed{i:04}").into_bytes(), b"new".to_vec(), now + 3_600_000);
+    }
+    store.write(b).unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+    assert_eq!(store.pending_expiries(now_ms()).unwrap(), 3000);
+    assert_eq!(store.sweep_expired(now_ms()).unwrap(), 1500);
+    assert_eq!(store.pending_expiries(now_ms()).unwrap(), 0);
+    assert!(store.scan_prefix(Cf::LoginSignatures, b"due", usize::MAX).unwrap().is_empty());
+    assert_eq!(store.scan_prefix(Cf::Sessions, b"renewed", usize::MAX).unwrap().len(), 1500);
 }
 
 #[test]

@@ -35,21 +35,21 @@ pub struct AppState {
 }
 
 /// Starts the Flux actors; they live as long as the actix system.
-fn start_flux(config: &Config, store: &Arc<dyn Store>, metrics: ActorMetrics, limits: Arc<Limits>) -> FluxState {
+fn start_flux(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    metrics: ActorMetrics,
+    limits: Arc<Limits>,
+) -> Result<FluxState, FrontError> {
     let flux = config.flux.clone();
     let notifier = Notifier::new(Some(metrics.clone())).start();
     let policy = if flux.accept_segwit { sigil_engine::verify::Policy::SIGIL } else { sigil_engine::verify::Policy::FLUXOS };
     let verifier = VerifierPool::new(PoolConfig { policy, ..PoolConfig::default() }, Some(metrics.clone())).start();
     let issuer = PhraseIssuer::start(store.clone(), flux.phrase_ttl.as_millis(), STORE_WRITER_THREADS);
-    let registry = SessionRegistry::start(
-        store.clone(),
-        flux.session_ttl.as_millis(),
-        notifier.clone(),
-        Some(metrics.clone()),
-        STORE_WRITER_THREADS,
-    );
+    let registry = SessionRegistry::start(store.clone(), notifier.clone(), Some(metrics.clone()))
+        .map_err(|e| FrontError::Startup(format!("cannot start the session registry: {e}")))?;
     let reader = SessionReader::new(store.clone(), flux.phrase_ttl.as_millis());
-    FluxState {
+    Ok(FluxState {
         config: flux,
         issuer,
         registry,
@@ -61,7 +61,7 @@ fn start_flux(config: &Config, store: &Arc<dyn Store>, metrics: ActorMetrics, li
         verified: Default::default(),
         gates: Default::default(),
         max_body_bytes: config.server.max_body_bytes,
-    }
+    })
 }
 
 /// A bound, not yet running sigil.
@@ -94,7 +94,7 @@ impl Sigil {
                 shrinking.shrink();
             }
         });
-        let flux_state = start_flux(&config, &dyn_store, actor_metrics, limits);
+        let flux_state = start_flux(&config, &dyn_store, actor_metrics, limits)?;
         let config = Arc::new(config);
         let state = web::Data::new(AppState { config: config.clone(), store: dyn_store });
         let metrics_data = web::Data::new(metrics);

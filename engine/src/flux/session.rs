@@ -89,15 +89,21 @@ pub fn active_phrases(store: &dyn Store, ttl: Millis) -> Result<Vec<ActivePhrase
         .collect())
 }
 
-/// Consumes the phrase and opens the session in one atomic write. `None` if the phrase was
-/// already used (or expired): of concurrent logins with one phrase exactly one gets `Some`.
-pub fn open_session(
-    store: &dyn Store,
+/// A verified login, encoded and ready to consume its phrase ([`prepare_opening`]).
+#[derive(Debug, Clone)]
+pub struct Opening {
+    pub session: FluxSession,
+    writes: Batch,
+}
+
+/// Encodes the session a verified login opens, and its writes: the session, its owner index
+/// entry and the 60 s push signature. Done by the caller, so a group committer only commits.
+pub fn prepare_opening(
     login: &SignedPhrase,
     created_at: Millis,
     session_ttl: Millis,
     now: Millis,
-) -> Result<Option<FluxSession>, StoreError> {
+) -> Result<Opening, StoreError> {
     let session = FluxSession {
         zelid: login.zelid.clone(),
         login_phrase: login.phrase.clone(),
@@ -107,11 +113,27 @@ pub fn open_session(
     };
     let value = serde_json::to_vec(&session).map_err(|_| corrupt("unencodable session"))?;
     let key = login.phrase.as_bytes();
-    let mut b = Batch::new();
-    b.put_expiring(Cf::Sessions, key.to_vec(), value, session.expire_at);
-    b.put_expiring(Cf::SessionsByOwner, index_key(login.zelid.as_bytes(), key), Vec::new(), session.expire_at);
-    b.put_expiring(Cf::LoginSignatures, key.to_vec(), login.signature.clone().into_bytes(), now + PUSH_SIGNATURE_WINDOW_MS);
-    Ok(store.take(Cf::Phrases, key, b)?.map(|_| session))
+    let mut writes = Batch::new();
+    writes.put_expiring(Cf::Sessions, key.to_vec(), value, session.expire_at);
+    writes.put_expiring(Cf::SessionsByOwner, index_key(login.zelid.as_bytes(), key), Vec::new(), session.expire_at);
+    writes.put_expiring(Cf::LoginSignatures, key.to_vec(), login.signature.clone().into_bytes(), now + PUSH_SIGNATURE_WINDOW_MS);
+    Ok(Opening { session, writes })
+}
+
+/// Consumes the phrases and writes the sessions of a group of logins in one atomic write,
+/// **not yet durable**: call [`Store::persist`] before acknowledging any of them. The answer
+/// is in the order of `openings`; `None` where the phrase was already used or expired (a
+/// phrase named twice in the group opens only its first session).
+pub fn commit_openings(store: &dyn Store, openings: Vec<Opening>) -> Result<Vec<Option<FluxSession>>, StoreError> {
+    let mut sessions = Vec::with_capacity(openings.len());
+    let mut items = Vec::with_capacity(openings.len());
+    for Opening { session, mut writes } in openings {
+        writes.relaxed();
+        items.push((session.login_phrase.clone().into_bytes(), writes));
+        sessions.push(session);
+    }
+    let taken = store.take_each(Cf::Phrases, items)?;
+    Ok(sessions.into_iter().zip(taken).map(|(s, t)| t.map(|_| s)).collect())
 }
 
 /// Writes `count` synthetic sessions (random 13-digit-prefixed phrases and zelids; their

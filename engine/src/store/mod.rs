@@ -108,7 +108,7 @@ pub enum Durability {
     Buffered,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {path}: {reason}")]
     Open { path: String, reason: String },
@@ -198,7 +198,16 @@ pub trait Store: Send + Sync + 'static {
     /// If `key` holds a live value, deletes it and commits `then` in the same atomic write,
     /// and returns the value; otherwise writes nothing and returns `None`. Of any number of
     /// concurrent `take`s of one key, exactly one gets `Some`.
-    fn take(&self, cf: Cf, key: &[u8], then: Batch) -> Result<Option<Vec<u8>>, StoreError>;
+    fn take(&self, cf: Cf, key: &[u8], then: Batch) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut taken = self.take_each(cf, vec![(key.to_vec(), then)])?;
+        Ok(taken.pop().flatten())
+    }
+
+    /// [`Store::take`] for many keys in one atomic, durable write (group commit): each key that
+    /// holds a live value is deleted with its `then` batch; the answer says, in order, which
+    /// were taken. A key named twice is taken by its first item only. The write is relaxed
+    /// only if every `then` batch is.
+    fn take_each(&self, cf: Cf, items: Vec<(Vec<u8>, Batch)>) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
 
     /// Live entries whose key starts with `prefix`, in key order, at most `limit` of them.
     fn scan_prefix(&self, cf: Cf, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError>;
@@ -212,6 +221,12 @@ pub trait Store: Send + Sync + 'static {
     /// About how many records `cf` holds (cheap; may count expired-but-unswept and recently
     /// deleted records until compaction).
     fn approximate_count(&self, cf: Cf) -> Result<u64, StoreError>;
+
+    /// Makes every write committed so far, relaxed ones included, as durable as the store's
+    /// [`Durability`] promises (with `Fsync`: one fsync of the log). This lets a group
+    /// committer apply group N+1 while group N's fsync runs, acknowledging each group only
+    /// after its `persist`.
+    fn persist(&self) -> Result<(), StoreError>;
 
     /// Proves the store can still commit (for `/readyz`).
     fn ping(&self) -> Result<(), StoreError>;

@@ -16,9 +16,10 @@ const SCHEMA_VERSION: &[u8] = b"1";
 const STRIPES: usize = 64;
 
 /// How many expired records a sweep deletes per atomic write.
-const SWEEP_CHUNK: usize = 512;
+const SWEEP_CHUNK: usize = 256;
 
 pub struct RocksStore {
+    durability: Durability,
     /// For [`Batch::relaxed`] commits: WAL written, not fsynced.
     relaxed_opts: WriteOptions,
     /// `None` once [`RocksStore::close`] ran: every later call answers [`StoreError::Closed`].
@@ -58,6 +59,7 @@ impl RocksStore {
         let mut relaxed_opts = WriteOptions::default();
         relaxed_opts.set_sync(false);
         let store = Self {
+            durability,
             relaxed_opts,
             db: RwLock::new(Some(db)),
             path: path.to_path_buf(),
@@ -133,22 +135,30 @@ impl RocksStore {
         })
     }
 
-    /// Commits `batch` with its expiry-schedule entries. Callers hold the stripes.
-    fn commit(&self, db: &DB, batch: &Batch) -> Result<(), StoreError> {
+    /// Commits `batches` as one atomic write with their expiry-schedule entries; relaxed only
+    /// if every batch is. Callers hold the stripes.
+    fn commit<'b>(&self, db: &DB, batches: impl IntoIterator<Item = &'b Batch>) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
         let expiry = handle(db, Cf::Expiry)?;
-        for op in batch.ops() {
-            match op {
-                Op::Put { cf, key, value, expires_at } => {
-                    wb.put_cf(handle(db, *cf)?, key, envelope::wrap(value, *expires_at));
-                    if let Some(at) = expires_at {
-                        wb.put_cf(expiry, expiry_key::encode(*at, *cf, key), []);
+        let mut relaxed = true;
+        for batch in batches {
+            relaxed &= batch.is_relaxed();
+            for op in batch.ops() {
+                match op {
+                    Op::Put { cf, key, value, expires_at } => {
+                        wb.put_cf(handle(db, *cf)?, key, envelope::wrap(value, *expires_at));
+                        if let Some(at) = expires_at {
+                            wb.put_cf(expiry, expiry_key::encode(*at, *cf, key), []);
+                        }
                     }
+                    Op::Delete { cf, key } => wb.delete_cf(handle(db, *cf)?, key),
                 }
-                Op::Delete { cf, key } => wb.delete_cf(handle(db, *cf)?, key),
             }
         }
-        let opts = if batch.is_relaxed() { &self.relaxed_opts } else { &self.write_opts };
+        if wb.is_empty() {
+            return Ok(());
+        }
+        let opts = if relaxed { &self.relaxed_opts } else { &self.write_opts };
         db.write_opt(wb, opts).map_err(backend)
     }
 
@@ -179,19 +189,26 @@ impl Store for RocksStore {
         let guard = self.open_db()?;
         let db = guard.as_ref().ok_or(StoreError::Closed)?;
         let _stripes = self.lock(Self::batch_keys(&batch));
-        self.commit(db, &batch)
+        self.commit(db, [&batch])
     }
 
-    fn take(&self, cf: Cf, key: &[u8], mut then: Batch) -> Result<Option<Vec<u8>>, StoreError> {
+    fn take_each(&self, cf: Cf, mut items: Vec<(Vec<u8>, Batch)>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let guard = self.open_db()?;
         let db = guard.as_ref().ok_or(StoreError::Closed)?;
-        let _stripes = self.lock(Self::batch_keys(&then).chain([(cf, key)]));
-        let Some(value) = Self::get_at(db, cf, key, now_ms())? else {
-            return Ok(None);
-        };
-        then.delete(cf, key.to_vec());
-        self.commit(db, &then)?;
-        Ok(Some(value))
+        let keys = items.iter().flat_map(|(key, then)| Self::batch_keys(then).chain([(cf, key.as_slice())]));
+        let _stripes = self.lock(keys);
+        let now = now_ms();
+        let mut taken = Vec::with_capacity(items.len());
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        for (key, then) in &mut items {
+            let value = if seen.insert(key.clone()) { Self::get_at(db, cf, key, now)? } else { None };
+            if value.is_some() {
+                then.delete(cf, key.clone());
+            }
+            taken.push(value);
+        }
+        self.commit(db, items.iter().zip(&taken).filter(|(_, v)| v.is_some()).map(|((_, then), _)| then))?;
+        Ok(taken)
     }
 
     fn scan_prefix(&self, cf: Cf, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
@@ -238,16 +255,18 @@ impl Store for RocksStore {
             if due.is_empty() {
                 return Ok(swept);
             }
+            // One write per chunk, under the locks of every record it may delete: a record may
+            // have been rewritten with a later expiry or none, so only a record that is itself
+            // expired is deleted. Relaxed: a sweep lost to a power cut is simply redone, and
+            // expired records already read as absent.
+            let targets: Vec<(Cf, &[u8])> =
+                due.iter().filter_map(|raw| expiry_key::decode(raw)).map(|(_, cf, key)| (cf, key)).collect();
+            let _guards = self.lock(targets.iter().copied());
+            let mut wb = WriteBatch::default();
             for raw_key in &due {
-                let mut wb = WriteBatch::default();
                 wb.delete_cf(expiry, raw_key);
-                let Some((_, cf, key)) = expiry_key::decode(raw_key) else {
-                    db.write_opt(wb, &self.write_opts).map_err(backend)?;
-                    continue;
-                };
-                // The record may have been rewritten with a later expiry or none: only a
-                // record that is itself expired is deleted, checked under its key's lock.
-                let _guard = self.lock([(cf, key)].into_iter());
+            }
+            for (cf, key) in targets {
                 let raw = db.get_pinned_cf(handle(db, cf)?, key).map_err(backend)?;
                 if let Some((expires_at, _)) = raw.as_deref().and_then(envelope::open)
                     && !envelope::is_live(expires_at, now)
@@ -255,8 +274,8 @@ impl Store for RocksStore {
                     wb.delete_cf(handle(db, cf)?, key);
                     swept += 1;
                 }
-                db.write_opt(wb, &self.write_opts).map_err(backend)?;
             }
+            db.write_opt(wb, &self.relaxed_opts).map_err(backend)?;
         }
     }
 
@@ -278,6 +297,16 @@ impl Store for RocksStore {
         let guard = self.open_db()?;
         let db = guard.as_ref().ok_or(StoreError::Closed)?;
         Ok(db.property_int_value_cf(handle(db, cf)?, "rocksdb.estimate-num-keys").map_err(backend)?.unwrap_or(0))
+    }
+
+    fn persist(&self) -> Result<(), StoreError> {
+        if self.durability != Durability::Fsync {
+            return Ok(());
+        }
+        let guard = self.open_db()?;
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
+        // With automatic WAL flushing every write is already in the log file; this syncs it.
+        db.flush_wal(true).map_err(backend)
     }
 
     fn ping(&self) -> Result<(), StoreError> {

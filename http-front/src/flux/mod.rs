@@ -49,4 +49,8 @@ impl FluxState {
     pub fn phrase_ttl(&self) -> u64 {
         self.config.phrase_ttl.as_millis()
     }
+
+    pub fn session_ttl(&self) -> u64 {
+        self.config.session_ttl.as_millis()
+    }
 }

@@ -4,10 +4,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 use sigil_actors::phrases::{ActivePhrases, IssuePhrase};
-use sigil_actors::sessions::{Logout, LogoutAll, LogoutEveryone, OpenSession, ProvideSignature, SetAppOwner};
+use sigil_actors::sessions::{self, Logout, LogoutAll, LogoutEveryone, OpenSession, ProvideSignature, SetAppOwner};
 use sigil_actors::{ActorError, verifier};
 use sigil_engine::flux::privilege::{Level, Privilege};
-use sigil_engine::flux::session::FluxSession;
+use sigil_engine::flux::session::{self, FluxSession};
 use sigil_engine::flux::{FluxError, Fields, iso_millis, login};
 use sigil_engine::store::now_ms;
 use sigil_engine::verify::{AddressKind, Check, multisig};
@@ -82,7 +82,7 @@ async fn set_app_owner(req: HttpRequest, payload: web::Payload, state: State) ->
         Ok(p) => p,
         Err(e) => return envelope::error(&e),
     };
-    let done = ask(&state.registry, SetAppOwner { app: app.clone(), owner: owner.clone() }).await;
+    let done = sessions::request(&state.registry, SetAppOwner { app: app.clone(), owner: owner.clone() }).await;
     reply(done, |()| envelope::data(json!({"app": app, "owner": owner})))
 }
 
@@ -199,9 +199,11 @@ async fn login_flow(state: &FluxState, fields: &Fields) -> Result<(FluxSession, 
         signature: attempt.signature.clone(),
     };
     verifier::verify(&state.verifier, check).await.map_err(actor_error)?.map_err(|_| FluxError::InvalidSignature)?;
-    let signature = attempt.signature.clone();
     let verified_at = std::time::Instant::now();
-    let opened = ask(&state.registry, OpenSession { login: attempt, created_at: active.created_at, verified_at }).await?;
+    let opening = session::prepare_opening(&attempt, active.created_at, state.session_ttl(), now_ms())?;
+    let signature = attempt.signature;
+    let open = OpenSession { opening, signature: signature.clone(), verified_at };
+    let opened = sessions::request(&state.registry, open).await?;
     opened.map(|s| (s, signature)).ok_or(FluxError::PhraseNotActive)
 }
 
@@ -220,7 +222,7 @@ async fn providesign(req: HttpRequest, payload: web::Payload, state: State) -> H
                 Check { message: signed.phrase.clone(), address: signed.zelid.clone(), signature: signed.signature.clone() };
             verifier::verify(&state.verifier, check).await.map_err(actor_error)?.map_err(|_| FluxError::InvalidSignature)?;
         }
-        ask(&state.registry, ProvideSignature(signed)).await
+        sessions::request(&state.registry, ProvideSignature(signed)).await
     }
     .await;
     reply(provided, |p| {
@@ -276,7 +278,7 @@ async fn loggedsessions(req: HttpRequest, state: State) -> HttpResponse {
 
 async fn logoutcurrentsession(req: HttpRequest, state: State) -> HttpResponse {
     let Some(who) = auth::require(&state, &req, Level::User).await else { return envelope::unauthorized() };
-    let done = ask(&state.registry, Logout { phrase: who.phrase, zelid: Some(who.zelid) }).await;
+    let done = sessions::request(&state.registry, Logout { phrase: who.phrase, zelid: Some(who.zelid) }).await;
     reply(done, |_| {
         envelope::success_message("Successfully logged out")
     })
@@ -284,7 +286,7 @@ async fn logoutcurrentsession(req: HttpRequest, state: State) -> HttpResponse {
 
 async fn logoutallsessions(req: HttpRequest, state: State) -> HttpResponse {
     let Some(who) = auth::require(&state, &req, Level::User).await else { return envelope::unauthorized() };
-    let done = ask(&state.registry, LogoutAll { zelid: who.zelid }).await;
+    let done = sessions::request(&state.registry, LogoutAll { zelid: who.zelid }).await;
     reply(done, |_| {
         envelope::success_message("Successfully logged out all sessions")
     })
@@ -305,7 +307,7 @@ async fn logoutspecificsession(req: HttpRequest, payload: web::Payload, state: S
         Ok(None) => return envelope::warning_message("Specified user was already logged out"),
         Err(e) => return envelope::error(&e.into()),
     };
-    let done = ask(&state.registry, Logout { phrase, zelid: None }).await;
+    let done = sessions::request(&state.registry, Logout { phrase, zelid: None }).await;
     reply(done, |ended| {
         if ended {
             envelope::success_message("Session successfully logged out")
@@ -345,7 +347,7 @@ async fn logoutallusers(req: HttpRequest, state: State) -> HttpResponse {
     if auth::require(&state, &req, Level::Admin).await.is_none() {
         return envelope::unauthorized();
     }
-    let done = ask(&state.registry, LogoutEveryone).await;
+    let done = sessions::request(&state.registry, LogoutEveryone).await;
     reply(done, |_| {
         envelope::success_message("Successfully logged out all users")
     })
