@@ -284,20 +284,25 @@ impl Syncer {
             if let Err(e) = &persisted {
                 tracing::error!(error = %e, "making logins durable failed");
             }
+            // Pushes go out before the answers: a waiting page should hear of its login no
+            // later than the client that made it.
+            let mut answers = Vec::new();
             for Applied { logins, opened } in groups {
                 for ((msg, reply), s) in logins.into_iter().zip(opened) {
-                    match &persisted {
+                    let answer = match &persisted {
                         Ok(()) => {
                             if let Some(s) = &s {
                                 self.opened(s, msg);
                             }
-                            let _ = reply.send(Ok(s));
+                            Ok(s)
                         }
-                        Err(e) => {
-                            let _ = reply.send(Err(FluxError::from(e.clone())));
-                        }
-                    }
+                        Err(e) => Err(FluxError::from(e.clone())),
+                    };
+                    answers.push((reply, answer));
                 }
+            }
+            for (reply, answer) in answers {
+                let _ = reply.send(answer);
             }
         }
     }

@@ -4,7 +4,7 @@
 use sigil_engine::config::Config;
 use sigil_engine::flux::iso_millis;
 use sigil_engine::flux::session::{self, FluxSession};
-use sigil_engine::store::{RocksStore, StoreError};
+use sigil_engine::store::{RocksStore, Store, StoreError};
 
 use crate::cli::{AppOwnerCommand, SessionsCommand, WalletCommand, WalletKind};
 use crate::error::FrontError;
@@ -33,11 +33,16 @@ pub fn sessions(config: &Config, command: &SessionsCommand) -> Result<(), FrontE
             list.iter().for_each(|s| println!("{}", line(s)));
             eprintln!("{} session(s)", list.len());
         }
-        SessionsCommand::Seed { count, .. } => {
+        SessionsCommand::Seed { count, unflushed, .. } => {
             let started = std::time::Instant::now();
             let ttl = config.flux.session_ttl.as_millis();
             session::seed_synthetic(&store, *count, sigil_engine::store::now_ms(), ttl)?;
             println!("{count} synthetic session(s) written in {:.1} s", started.elapsed().as_secs_f64());
+            if *unflushed {
+                store.persist()?;
+                // No flush, no close: what a kill -9 leaves behind (the log is synced above).
+                std::process::exit(0);
+            }
         }
         SessionsCommand::Revoke { phrase, zelid, all, .. } => {
             let ended = match (phrase, zelid, all) {

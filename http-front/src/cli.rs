@@ -52,6 +52,10 @@ pub enum SessionsCommand {
     Seed {
         #[arg(long)]
         count: u64,
+        /// Exit without flushing, leaving the sessions only in the write-ahead log, as after a
+        /// `kill -9`: the next start replays them (the crash-restart benchmark).
+        #[arg(long)]
+        unflushed: bool,
         #[command(flatten)]
         config: ConfigArgs,
     },

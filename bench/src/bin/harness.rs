@@ -94,6 +94,16 @@ fn time_to_ready(dir: &Path) -> Result<Duration, String> {
     Err("sigil did not become ready within 30 s".into())
 }
 
+/// Rounds of each HTTP scenario (see `run`).
+const ROUNDS: usize = 3;
+
+/// The run with the median throughput.
+fn median_run(mut runs: Vec<Value>) -> Value {
+    runs.sort_by(|a, b| num(a, "/throughput_per_s").total_cmp(&num(b, "/throughput_per_s")));
+    let middle = runs.len() / 2;
+    runs.into_iter().nth(middle).unwrap_or(Value::Null)
+}
+
 fn num(v: &Value, pointer: &str) -> f64 {
     v.pointer(pointer).and_then(Value::as_f64).unwrap_or(f64::NAN)
 }
@@ -142,14 +152,12 @@ fn run() -> Result<(), String> {
         met: Some(batch / raw_all >= 0.9),
     });
 
-    eprintln!("empty actix-web handler (reference)…");
-    let empty = {
-        let (_server, addr) = start(Command::new(bin("empty-server")?), "listening on ", false)?;
-        load(&format!("http://{addr}"), &["get", "-c", "64", "-d", "5s"], &scratch)?
-    };
-    let empty_rps = num(&empty, "/throughput_per_s");
-
-    eprintln!("sigil…");
+    // The machine's speed drifts by ±20 % between runs of a few seconds, so the HTTP figures
+    // are measured in interleaved rounds (reference, then each scenario) and each is the
+    // median round: a ratio then compares runs taken seconds apart, never minutes.
+    eprintln!("empty actix-web handler (reference) and sigil, {ROUNDS} interleaved rounds…");
+    let (_empty_server, empty_addr) = start(Command::new(bin("empty-server")?), "listening on ", false)?;
+    let empty_url = format!("http://{empty_addr}");
     let mut cmd = Command::new(bin("sigil")?);
     cmd.arg("serve")
         .env("SIGIL_SERVER__LISTEN", "127.0.0.1:0")
@@ -159,8 +167,15 @@ fn run() -> Result<(), String> {
         .env("NO_COLOR", "1");
     let (_sigil, addr) = start(cmd, "sigil listening on http://", true)?;
     let url = format!("http://{addr}");
+    let (mut empties, mut phrases, mut checks) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        empties.push(load(&empty_url, &["get", "-c", "64", "-d", "4s"], &scratch)?);
+        phrases.push(load(&url, &["phrase", "-c", "64", "-d", "4s"], &scratch)?);
+        checks.push(load(&url, &["session-check", "-c", "64", "-d", "4s", "--sessions", "200"], &scratch)?);
+    }
+    let (empty, phrase, check) = (median_run(empties), median_run(phrases), median_run(checks));
+    let empty_rps = num(&empty, "/throughput_per_s");
 
-    let phrase = load(&url, &["phrase", "-c", "64", "-d", "5s"], &scratch)?;
     let r = num(&phrase, "/throughput_per_s");
     rows.push(Row {
         scenario: "GET /id/loginphrase (64 conns)",
@@ -171,18 +186,21 @@ fn run() -> Result<(), String> {
         met: Some(r / empty_rps >= 0.6),
     });
 
-    let login = load(&url, &["wallet-login", "-c", "64", "--count", "15000"], &scratch)?;
+    // The recover reference again, seconds before the logins it is compared with.
+    let raw_near = rate(Duration::from_secs(2), raw.len(), || {
+        std::hint::black_box((0..raw.len()).into_par_iter().with_min_len(8).filter(|i| raw.recover(*i)).count());
+    });
+    let login = load(&url, &["wallet-login", "-c", "64", "--count", "30000"], &scratch)?;
     let r = num(&login, "/throughput_per_s");
     rows.push(Row {
         scenario: "POST /id/verifylogin (BTC+ETH, durable)",
         measured: format!("{r:.0}/s, p99 {:.2} ms", num(&login, "/latency_ms/p99")),
-        reference: format!("raw recover {raw_all:.0}/s"),
-        ratio: Some(r / raw_all),
+        reference: format!("raw recover {raw_near:.0}/s"),
+        ratio: Some(r / raw_near),
         target: ">= 50%",
-        met: Some(r / raw_all >= 0.5),
+        met: Some(r / raw_near >= 0.5),
     });
 
-    let check = load(&url, &["session-check", "-c", "64", "-d", "5s", "--sessions", "200"], &scratch)?;
     let r = num(&check, "/throughput_per_s");
     let at80 = format!("{:.0}", (r * 0.8).floor());
     let steady = load(&url, &["session-check", "-c", "64", "-d", "5s", "--sessions", "200", "--rate", &at80], &scratch)?;
@@ -196,10 +214,12 @@ fn run() -> Result<(), String> {
         met: Some(r / empty_rps >= 0.6 && p99_80 < 2.0),
     });
 
-    let push = load(&url, &["ws-push", "-c", "64", "--sockets", "10000"], &scratch)?;
+    // 16 concurrent logins (about a third of the login maximum): the push latency of a busy
+    // server, not the queueing of one saturated by logins, whose every stage waits for CPU.
+    let push = load(&url, &["ws-push", "-c", "16", "--sockets", "10000"], &scratch)?;
     let p99 = num(&push, "/latency_ms/p99");
     rows.push(Row {
-        scenario: "websocket login push (10k waiting)",
+        scenario: "websocket login push (10k waiting, 16 logging in)",
         measured: format!("p50 {:.2} ms, p99 {p99:.2} ms", num(&push, "/latency_ms/p50")),
         reference: "after the verifylogin response".into(),
         ratio: None,
@@ -207,7 +227,17 @@ fn run() -> Result<(), String> {
         met: Some(p99 < 5.0),
     });
 
-    let idle = load(&url, &["ws-idle", "-c", "64", "--sockets", "8000", "-d", "2s"], &scratch)?;
+    drop(_sigil);
+    // A fresh server: after the load above its allocator may hand memory back while the
+    // sockets open, which would make the per-socket figure meaningless.
+    let mut cmd = Command::new(bin("sigil")?);
+    cmd.arg("serve")
+        .env("SIGIL_SERVER__LISTEN", "127.0.0.1:0")
+        .env("SIGIL_SERVER__DATA_DIR", scratch.join("idle"))
+        .env("SIGIL_LIMITS__ENABLED", "false")
+        .env("NO_COLOR", "1");
+    let (_idle_sigil, idle_addr) = start(cmd, "sigil listening on http://", true)?;
+    let idle = load(&format!("http://{idle_addr}"), &["ws-idle", "-c", "64", "--sockets", "8000", "-d", "2s"], &scratch)?;
     let per = num(&idle, "/extra/bytes_per_socket");
     let projected = per * 100_000.0 / (1024.0 * 1024.0 * 1024.0);
     rows.push(Row {
@@ -218,7 +248,8 @@ fn run() -> Result<(), String> {
         target: "100k < 1.5 GiB",
         met: Some(projected < 1.5),
     });
-    drop(_sigil);
+    drop(_idle_sigil);
+    drop(_empty_server);
 
     eprintln!("restart with 1M sessions…");
     let restart_dir = scratch.join("restart");
@@ -240,6 +271,26 @@ fn run() -> Result<(), String> {
         met: Some(restart < Duration::from_secs(2)),
     });
 
+    eprintln!("restart with 1M sessions after a crash (write-ahead log replay)…");
+    let crash_dir = scratch.join("crash");
+    let seeded = Command::new(bin("sigil")?)
+        .args(["sessions", "seed", "--count", "1000000", "--unflushed"])
+        .env("SIGIL_SERVER__DATA_DIR", &crash_dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !seeded.status.success() {
+        return Err(format!("seeding failed: {}", String::from_utf8_lossy(&seeded.stderr)));
+    }
+    let crash_restart = time_to_ready(&crash_dir)?;
+    rows.push(Row {
+        scenario: "restart with 1M sessions, after a crash",
+        measured: format!("ready {:.0} ms after exec (WAL replay)", crash_restart.as_secs_f64() * 1000.0),
+        reference: "-".into(),
+        ratio: None,
+        target: "< 2 s",
+        met: Some(crash_restart < Duration::from_secs(2)),
+    });
+
     println!("{:<44} {:<52} {:<38} {:>7} {:<26} met", "scenario", "measured", "reference (same run)", "ratio", "target");
     for row in &rows {
         let ratio = row.ratio.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
@@ -255,14 +306,15 @@ fn run() -> Result<(), String> {
         "date": date,
         "threads": threads,
         "seconds": started.elapsed().as_secs_f64(),
-        "references": {"raw_recover_all_threads": raw_all, "empty_handler_rps": empty_rps},
+        "references": {"raw_recover_all_threads": raw_all, "raw_recover_before_logins": raw_near, "empty_handler_rps": empty_rps},
         "rows": rows.iter().map(|r| json!({
             "scenario": r.scenario, "measured": r.measured, "reference": r.reference,
             "ratio": r.ratio, "target": r.target, "met": r.met,
         })).collect::<Vec<_>>(),
         "raw": {"empty": empty, "phrase": phrase, "wallet_login": login, "session_check": check,
                 "session_check_80": steady, "ws_push": push, "ws_idle": idle,
-                "restart_1m_ms": restart.as_secs_f64() * 1000.0},
+                "restart_1m_ms": restart.as_secs_f64() * 1000.0,
+                "crash_restart_1m_ms": crash_restart.as_secs_f64() * 1000.0},
     });
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     let path = dir.join(format!("{}.json", date.get(..10).unwrap_or("undated")));
