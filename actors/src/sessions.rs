@@ -208,8 +208,15 @@ impl Handler<SetAppOwner> for SessionRegistry {
 
 /// A committed group of logins on its way to the syncer.
 struct Applied {
-    logins: Vec<(OpenSession, Reply<Option<FluxSession>>)>,
+    waiting: Vec<Waiting>,
     opened: Vec<Option<FluxSession>>,
+}
+
+/// What is left of an [`OpenSession`] once its writes went to the store.
+struct Waiting {
+    signature: String,
+    verified_at: Instant,
+    reply: Reply<Option<FluxSession>>,
 }
 
 /// The registry's serial stage: applies writes to the store in arrival order.
@@ -246,16 +253,19 @@ impl Committer {
         if let Some(m) = &self.metrics {
             m.registry_group_size.observe(logins.len() as f64);
         }
-        let openings = logins.iter().map(|(msg, _)| msg.opening.clone()).collect();
+        let (openings, waiting): (Vec<_>, Vec<_>) = logins
+            .into_iter()
+            .map(|(msg, reply)| (msg.opening, Waiting { signature: msg.signature, verified_at: msg.verified_at, reply }))
+            .unzip();
         match session::commit_openings(self.store.as_ref(), openings) {
             Ok(opened) => {
                 // The syncer only ends when this thread drops its sender.
-                let _ = self.applied.send(Applied { logins, opened });
+                let _ = self.applied.send(Applied { waiting, opened });
             }
             Err(e) => {
-                tracing::error!(error = %e, logins = logins.len(), "group commit of logins failed");
-                for (_, reply) in logins {
-                    let _ = reply.send(Err(FluxError::from(e.clone())));
+                tracing::error!(error = %e, logins = waiting.len(), "group commit of logins failed");
+                for w in waiting {
+                    let _ = w.reply.send(Err(FluxError::from(e.clone())));
                 }
             }
         }
@@ -287,18 +297,18 @@ impl Syncer {
             // Pushes go out before the answers: a waiting page should hear of its login no
             // later than the client that made it.
             let mut answers = Vec::new();
-            for Applied { logins, opened } in groups {
-                for ((msg, reply), s) in logins.into_iter().zip(opened) {
+            for Applied { waiting, opened } in groups {
+                for (w, s) in waiting.into_iter().zip(opened) {
                     let answer = match &persisted {
                         Ok(()) => {
                             if let Some(s) = &s {
-                                self.opened(s, msg);
+                                self.opened(s, w.signature, w.verified_at);
                             }
                             Ok(s)
                         }
                         Err(e) => Err(FluxError::from(e.clone())),
                     };
-                    answers.push((reply, answer));
+                    answers.push((w.reply, answer));
                 }
             }
             for (reply, answer) in answers {
@@ -307,9 +317,8 @@ impl Syncer {
         }
     }
 
-    fn opened(&self, s: &FluxSession, msg: OpenSession) {
-        let event =
-            Event { payload: Payload::Login { session: s.clone(), signature: msg.signature }, committed_at: msg.verified_at };
+    fn opened(&self, s: &FluxSession, signature: String, verified_at: Instant) {
+        let event = Event { payload: Payload::Login { session: s.clone(), signature }, committed_at: verified_at };
         self.notifier.do_send(Publish(Topic::Login(s.login_phrase.clone()), event));
         if let Some(m) = &self.metrics {
             m.sessions_opened.inc();

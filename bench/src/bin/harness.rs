@@ -104,6 +104,20 @@ fn median_run(mut runs: Vec<Value>) -> Value {
     runs.into_iter().nth(middle).unwrap_or(Value::Null)
 }
 
+/// Seeds 1M sessions into `dir` (with `extra` seed flags), then times a start on it.
+fn seed_and_restart(dir: &Path, extra: &[&str]) -> Result<Duration, String> {
+    let seeded = Command::new(bin("sigil")?)
+        .args(["sessions", "seed", "--count", "1000000"])
+        .args(extra)
+        .env("SIGIL_SERVER__DATA_DIR", dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !seeded.status.success() {
+        return Err(format!("seeding failed: {}", String::from_utf8_lossy(&seeded.stderr)));
+    }
+    time_to_ready(dir)
+}
+
 fn num(v: &Value, pointer: &str) -> f64 {
     v.pointer(pointer).and_then(Value::as_f64).unwrap_or(f64::NAN)
 }
@@ -252,16 +266,7 @@ fn run() -> Result<(), String> {
     drop(_empty_server);
 
     eprintln!("restart with 1M sessions…");
-    let restart_dir = scratch.join("restart");
-    let seeded = Command::new(bin("sigil")?)
-        .args(["sessions", "seed", "--count", "1000000"])
-        .env("SIGIL_SERVER__DATA_DIR", &restart_dir)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !seeded.status.success() {
-        return Err(format!("seeding failed: {}", String::from_utf8_lossy(&seeded.stderr)));
-    }
-    let restart = time_to_ready(&restart_dir)?;
+    let restart = seed_and_restart(&scratch.join("restart"), &[])?;
     rows.push(Row {
         scenario: "restart with 1M sessions",
         measured: format!("ready (/readyz 200) {:.0} ms after exec", restart.as_secs_f64() * 1000.0),
@@ -272,16 +277,7 @@ fn run() -> Result<(), String> {
     });
 
     eprintln!("restart with 1M sessions after a crash (write-ahead log replay)…");
-    let crash_dir = scratch.join("crash");
-    let seeded = Command::new(bin("sigil")?)
-        .args(["sessions", "seed", "--count", "1000000", "--unflushed"])
-        .env("SIGIL_SERVER__DATA_DIR", &crash_dir)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !seeded.status.success() {
-        return Err(format!("seeding failed: {}", String::from_utf8_lossy(&seeded.stderr)));
-    }
-    let crash_restart = time_to_ready(&crash_dir)?;
+    let crash_restart = seed_and_restart(&scratch.join("crash"), &["--unflushed"])?;
     rows.push(Row {
         scenario: "restart with 1M sessions, after a crash",
         measured: format!("ready {:.0} ms after exec (WAL replay)", crash_restart.as_secs_f64() * 1000.0),
