@@ -124,7 +124,16 @@ impl Sigil {
             http = http.workers(config.server.workers);
         }
         let listen = config.server.listen;
-        let http = http.bind(listen).map_err(|e| FrontError::Bind { addr: listen, reason: e.to_string() })?;
+        let http = match http.bind(listen) {
+            Ok(http) => http,
+            Err(e) => {
+                // The registry's committer and syncer threads still hold the store: close it, so
+                // RocksDB's background threads are stopped before the process exits (else they
+                // may run into its teardown and print "pthread lock: Invalid argument").
+                let _ = store.close();
+                return Err(FrontError::Bind { addr: listen, reason: e.to_string() });
+            }
+        };
         let addr = http.addrs().first().copied().unwrap_or(listen);
         let server = http.run();
         Ok(Self { server, addr, store, sweeper })
