@@ -14,6 +14,7 @@ pub struct ActorMetrics {
     pub push_latency: Histogram,
     pub sessions_opened: prometheus::IntCounter,
     pub sessions_ended: prometheus::IntCounter,
+    pub account_sessions_opened: prometheus::IntCounter,
 }
 
 impl ActorMetrics {
@@ -49,7 +50,11 @@ impl ActorMetrics {
                 .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25]),
             )?,
             sessions_opened: prometheus::IntCounter::new("sigil_flux_sessions_opened_total", "Wallet sessions opened")?,
-            sessions_ended: prometheus::IntCounter::new("sigil_flux_sessions_ended_total", "Wallet sessions ended by logout")?,
+            sessions_ended: prometheus::IntCounter::new("sigil_flux_sessions_ended_total", "Sessions of any kind ended by logout or revocation")?,
+            account_sessions_opened: prometheus::IntCounter::new(
+                "sigil_account_sessions_opened_total",
+                "Account sessions (tokens, cookie sessions) opened",
+            )?,
         };
         registry.register(Box::new(m.verifier_batch_size.clone()))?;
         registry.register(Box::new(m.verifier_queue_depth.clone()))?;
@@ -61,6 +66,7 @@ impl ActorMetrics {
         registry.register(Box::new(m.push_latency.clone()))?;
         registry.register(Box::new(m.sessions_opened.clone()))?;
         registry.register(Box::new(m.sessions_ended.clone()))?;
+        registry.register(Box::new(m.account_sessions_opened.clone()))?;
         Ok(m)
     }
 }

@@ -27,15 +27,20 @@ use crossbeam::channel::{Receiver, Sender};
 use sigil_engine::flux::FluxError;
 use sigil_engine::flux::login::SignedPhrase;
 use sigil_engine::flux::session::{self, ActivePhrase, FluxSession, Opening};
-use sigil_engine::store::{Millis, Store, now_ms};
+use sigil_engine::account::{Account, Method};
+use sigil_engine::session::{self as any_session, Session};
+use sigil_engine::store::{Batch, Millis, Store, now_ms};
+use sigil_engine::tokens::{self, SmsToSend, TokenError};
 use tokio::sync::oneshot;
 
 use crate::ActorError;
 use crate::metrics::ActorMetrics;
 use crate::notifier::{Event, Notifier, Payload, Publish, Topic};
 
-/// The committer's answer to one request, delivered once its write is durable.
-pub type Pending<T> = oneshot::Receiver<Result<T, FluxError>>;
+/// The committer's answer to one request, delivered once its write is durable. `E` is the
+/// error type of the dialect that asked (the registry itself only fails with [`ActorError`],
+/// which every dialect's error converts from).
+pub type Pending<T, E = FluxError> = oneshot::Receiver<Result<T, E>>;
 
 /// At most this many requests share one commit, so one group's latency stays bounded.
 const MAX_GROUP: usize = 512;
@@ -82,21 +87,65 @@ pub struct SetAppOwner {
     pub owner: String,
 }
 
-/// Sends `msg` to the registry and waits until its write is committed.
-pub async fn request<M, T>(registry: &Addr<SessionRegistry>, msg: M) -> Result<T, FluxError>
-where
-    SessionRegistry: Handler<M>,
-    M: Message<Result = Result<Pending<T>, ActorError>> + Send + 'static,
-    T: Send + 'static,
-{
-    let pending = registry.send(msg).await.map_err(|_| FluxError::Overloaded)?.map_err(|e| {
-        tracing::warn!(error = %e, "session registry unavailable");
-        FluxError::Overloaded
-    })?;
-    pending.await.map_err(|_| FluxError::Overloaded)?
+/// Open an account session (token or cookie): commit the writes the dialect prepared
+/// (`tokens::open_writes`), durably.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<(), ActorError>, ActorError>")]
+pub struct OpenAccountSession {
+    pub writes: Batch,
 }
 
-type Reply<T> = oneshot::Sender<Result<T, FluxError>>;
+/// End the session under `key`, of any kind — the one revocation path. With `owner`, only if
+/// it belongs to that owner. Answers the session ended, if one was live.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<Option<Session>, ActorError>, ActorError>")]
+pub struct EndSession {
+    pub key: Vec<u8>,
+    pub owner: Option<String>,
+}
+
+/// End every session of an owner (a zelid or an account guid), of every kind.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<usize, ActorError>, ActorError>")]
+pub struct EndSessionsOf {
+    pub owner: String,
+}
+
+/// Check a token's second factor (`tokens::second_factor`): attempts and codes are counted
+/// and consumed atomically.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<bool, TokenError>, ActorError>")]
+pub struct TokenSecondFactor {
+    pub key: Vec<u8>,
+    pub method: Method,
+    pub code: String,
+}
+
+/// Start an SMS second factor for a token (`tokens::issue_sms`); answers what to send.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<Option<SmsToSend>, TokenError>, ActorError>")]
+pub struct IssueTokenSms {
+    pub key: Vec<u8>,
+    pub account: Account,
+}
+
+/// Sends `msg` to the registry and waits until its write is committed.
+pub async fn request<M, T, E>(registry: &Addr<SessionRegistry>, msg: M) -> Result<T, E>
+where
+    SessionRegistry: Handler<M>,
+    M: Message<Result = Result<Pending<T, E>, ActorError>> + Send + 'static,
+    T: Send + 'static,
+    E: From<ActorError> + Send + 'static,
+{
+    let gone = || E::from(ActorError::Gone("the session registry"));
+    let pending = registry.send(msg).await.map_err(|_| gone())?.map_err(|e| {
+        tracing::warn!(error = %e, "session registry unavailable");
+        E::from(e)
+    })?;
+    pending.await.map_err(|_| gone())?
+}
+
+type Reply<T, E = FluxError> = oneshot::Sender<Result<T, E>>;
 
 /// One queued write.
 enum Job {
@@ -121,10 +170,10 @@ impl SessionRegistry {
         Ok(Self { jobs }.start())
     }
 
-    fn queue<T: Send + 'static>(
+    fn queue<T: Send + 'static, E: Send + 'static>(
         &self,
-        work: impl FnOnce(&Committer) -> Result<T, FluxError> + Send + 'static,
-    ) -> Result<Pending<T>, ActorError> {
+        work: impl FnOnce(&Committer) -> Result<T, E> + Send + 'static,
+    ) -> Result<Pending<T, E>, ActorError> {
         let (tx, rx) = oneshot::channel();
         let job = Job::Other(Box::new(move |c| {
             // A requester that gave up just dropped its receiver.
@@ -206,6 +255,61 @@ impl Handler<SetAppOwner> for SessionRegistry {
     }
 }
 
+impl Handler<OpenAccountSession> for SessionRegistry {
+    type Result = Result<Pending<(), ActorError>, ActorError>;
+
+    fn handle(&mut self, msg: OpenAccountSession, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| {
+            c.store.write(msg.writes)?;
+            c.opened_account();
+            Ok(())
+        })
+    }
+}
+
+impl Handler<EndSession> for SessionRegistry {
+    type Result = Result<Pending<Option<Session>, ActorError>, ActorError>;
+
+    fn handle(&mut self, msg: EndSession, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| {
+            let owner = msg.owner;
+            let only = |s: &Session| owner.as_deref().is_none_or(|o| o == s.owner());
+            let ended = any_session::end(c.store.as_ref(), &msg.key, &only)?;
+            c.ended(usize::from(ended.is_some()));
+            Ok(ended)
+        })
+    }
+}
+
+impl Handler<EndSessionsOf> for SessionRegistry {
+    type Result = Result<Pending<usize, ActorError>, ActorError>;
+
+    fn handle(&mut self, msg: EndSessionsOf, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| {
+            let store = c.store.as_ref();
+            let n = any_session::end_many(store, &any_session::of_owner(store, &msg.owner)?)?;
+            c.ended(n);
+            Ok(n)
+        })
+    }
+}
+
+impl Handler<TokenSecondFactor> for SessionRegistry {
+    type Result = Result<Pending<bool, TokenError>, ActorError>;
+
+    fn handle(&mut self, msg: TokenSecondFactor, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| tokens::second_factor(c.store.as_ref(), &msg.key, msg.method, &msg.code, now_ms()))
+    }
+}
+
+impl Handler<IssueTokenSms> for SessionRegistry {
+    type Result = Result<Pending<Option<SmsToSend>, TokenError>, ActorError>;
+
+    fn handle(&mut self, msg: IssueTokenSms, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| tokens::issue_sms(c.store.as_ref(), &msg.key, &msg.account, now_ms()))
+    }
+}
+
 /// A committed group of logins on its way to the syncer.
 struct Applied {
     waiting: Vec<Waiting>,
@@ -274,6 +378,12 @@ impl Committer {
     fn ended(&self, n: usize) {
         if let Some(m) = &self.metrics {
             m.sessions_ended.inc_by(n as u64);
+        }
+    }
+
+    fn opened_account(&self) {
+        if let Some(m) = &self.metrics {
+            m.account_sessions_opened.inc();
         }
     }
 }

@@ -88,6 +88,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub flux: FluxConfig,
     pub accounts: AccountsConfig,
+    pub tokens: TokensConfig,
+    pub passwords: PasswordsConfig,
     pub webauthn: WebauthnConfig,
     pub sms: SmsConfig,
     pub limits: LimitsConfig,
@@ -195,8 +197,20 @@ pub struct AccountsConfig {
     pub cookie_name: String,
     pub sudo_cookie_name: String,
     pub cookie_secure: bool,
-    /// Shared secret for `X-Internal-Secret` service calls; none = internal routes disabled.
+    /// Shared secret for `X-Internal-Secret` service calls and `/api/admin`; none = only
+    /// admin-scoped tokens reach the admin API.
     pub internal_secret: Option<String>,
+    /// Cookie Max-Age and absolute lifetime of a `/v1` session.
+    pub session_ttl: HumanDuration,
+    pub sudo_ttl: HumanDuration,
+    pub mfa_ticket_ttl: HumanDuration,
+    pub handoff_ttl: HumanDuration,
+    /// Ask for a code when a known account logs in from a new IP (`/v1`).
+    pub ip_authorization: bool,
+    /// Origin for CSRF checks, OAuth2 issuer, links in messages.
+    pub public_url: String,
+    /// More origins allowed to send cookie-authenticated requests.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for AccountsConfig {
@@ -206,7 +220,72 @@ impl Default for AccountsConfig {
             sudo_cookie_name: "sigil_sudo_mode".into(),
             cookie_secure: true,
             internal_secret: None,
+            session_ttl: HumanDuration::secs(7 * 86400),
+            sudo_ttl: HumanDuration::secs(15 * 60),
+            mfa_ticket_ttl: HumanDuration::secs(5 * 60),
+            handoff_ttl: HumanDuration::secs(5 * 60),
+            ip_authorization: true,
+            public_url: "http://127.0.0.1:16127".into(),
+            allowed_origins: Vec::new(),
         }
+    }
+}
+
+/// The token API (`/api/auth`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensConfig {
+    /// Absolute lifetime of a token.
+    pub expiry: HumanDuration,
+    /// Sliding idle window: a token unused for this long is dead.
+    pub expiry_renew: HumanDuration,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self { expiry: HumanDuration::secs(30 * 86400), expiry_renew: HumanDuration::secs(14 * 86400) }
+    }
+}
+
+/// argon2id cost parameters (the PHC string records them with every hash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HashParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    /// OWASP's first recommendation for argon2id.
+    fn default() -> Self {
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1 }
+    }
+}
+
+/// OWASP's argon2id settings (memory KiB, iterations), all of equal strength; parameters at
+/// or above one of them are accepted.
+pub const OWASP_ARGON2ID: [(u32, u32); 5] = [(47_104, 1), (19_456, 2), (12_288, 3), (9_216, 4), (7_168, 5)];
+
+impl HashParams {
+    pub fn meets_owasp(&self) -> bool {
+        self.parallelism >= 1 && OWASP_ARGON2ID.iter().any(|(m, t)| self.memory_kib >= *m && self.iterations >= *t)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordsConfig {
+    pub hash: HashParams,
+    /// Threads that hash passwords; 0 = one per core.
+    pub workers: usize,
+    /// Password checks that may wait for a worker; beyond it logins answer "rate limited".
+    pub queue: usize,
+}
+
+impl Default for PasswordsConfig {
+    fn default() -> Self {
+        Self { hash: HashParams::default(), workers: 0, queue: 256 }
     }
 }
 
@@ -234,11 +313,21 @@ pub enum SmsSender {
     Webhook,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmsConfig {
     pub sender: SmsSender,
     pub webhook_url: Option<String>,
+    /// How long one webhook POST may take.
+    pub webhook_timeout: HumanDuration,
+    /// Further tries after a failed POST (with a doubling pause from 200 ms).
+    pub webhook_retries: u32,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        Self { sender: SmsSender::Log, webhook_url: None, webhook_timeout: HumanDuration::secs(5), webhook_retries: 2 }
+    }
 }
 
 /// Per-client-IP request limits. Defaults are far above what one honest user sends.
@@ -259,6 +348,8 @@ pub struct LimitsConfig {
     pub login_per_account: RateLimit,
     /// Second-factor attempts per client IP.
     pub mfa_per_ip: RateLimit,
+    /// Second-factor attempts per account.
+    pub mfa_per_account: RateLimit,
 }
 
 impl Default for LimitsConfig {
@@ -271,6 +362,7 @@ impl Default for LimitsConfig {
             login_per_ip: RateLimit::new(10, 10),
             login_per_account: RateLimit::new(5, 15 * 60),
             mfa_per_ip: RateLimit::new(30, 60),
+            mfa_per_account: RateLimit::new(20, 15 * 60),
         }
     }
 }
@@ -351,6 +443,20 @@ impl Config {
         }
         if self.sms.sender == SmsSender::Webhook && self.sms.webhook_url.is_none() {
             return Err("sms.sender = \"webhook\" needs sms.webhook_url".into());
+        }
+        if !self.passwords.hash.meets_owasp() {
+            return Err(format!(
+                "passwords.hash is weaker than OWASP's argon2id minimum (memory_kib/iterations of one of {OWASP_ARGON2ID:?}, parallelism >= 1)"
+            ));
+        }
+        if self.passwords.hash.memory_kib > 4 * 1024 * 1024 || self.passwords.hash.iterations > 64 || self.passwords.hash.parallelism > 64 {
+            return Err("passwords.hash is absurdly expensive (memory_kib <= 4 GiB, iterations <= 64, parallelism <= 64)".into());
+        }
+        if self.passwords.queue == 0 {
+            return Err("passwords.queue must be at least 1".into());
+        }
+        if self.tokens.expiry.is_zero() || self.tokens.expiry_renew.is_zero() {
+            return Err("tokens.expiry and tokens.expiry_renew must be longer than 0s".into());
         }
         for proxy in &self.server.trusted_proxies {
             parse_cidr(proxy).map_err(|e| format!("server.trusted_proxies: {e}"))?;

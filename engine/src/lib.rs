@@ -5,12 +5,20 @@
 //! - [`secret`]: login phrases, bearer tokens, hashing and constant-time comparison;
 //! - [`store`]: the [`store::Store`] trait and its embedded RocksDB implementation;
 //! - [`config`]: typed configuration from TOML and the environment;
+//! - [`session`]: the one session record of every dialect (wallet, token, cookie);
+//! - [`account`]: accounts, groups, passwords and second factors;
+//! - [`limit`]: rate-limit and failure counters in the store;
 //! - [`flux`]: the Flux ZelID dialect: phrases, wallet sessions, privileges, field rules;
+//! - [`tokens`]: the token dialect's rules (`/api/auth`);
 //! - [`sign`]: wallet-style signing for the load generator and tests.
 
+pub mod account;
 pub mod config;
 pub mod flux;
+pub mod limit;
 pub mod secret;
+pub mod session;
 pub mod sign;
 pub mod store;
+pub mod tokens;
 pub mod verify;

@@ -1,12 +1,13 @@
 //! The offline subcommands: they open the data directory directly, so `sigil serve` must not
 //! be running on it (RocksDB allows one process; the error then says so).
 
+use sigil_engine::account;
 use sigil_engine::config::Config;
 use sigil_engine::flux::iso_millis;
 use sigil_engine::flux::session::{self, FluxSession};
 use sigil_engine::store::{RocksStore, Store, StoreError};
 
-use crate::cli::{AppOwnerCommand, SessionsCommand, WalletCommand, WalletKind};
+use crate::cli::{AppOwnerCommand, GroupCommand, SessionsCommand, UserCommand, WalletCommand, WalletKind};
 use crate::error::FrontError;
 
 fn open(config: &Config) -> Result<RocksStore, FrontError> {
@@ -103,6 +104,106 @@ pub fn app_owner(config: &Config, command: &AppOwnerCommand) -> Result<(), Front
         AppOwnerCommand::List { .. } => {
             for (app, owner) in session::app_owners(&store)? {
                 println!("{app}\t{owner}");
+            }
+        }
+    }
+    store.flush()?;
+    Ok(())
+}
+
+fn read_password(from_stdin: bool) -> Result<String, FrontError> {
+    if !from_stdin {
+        return Err(FrontError::Startup("give the password on standard input with --password-stdin (never as an argument)".into()));
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| FrontError::Startup(format!("cannot read the password: {e}")))?;
+    let password = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line).to_string();
+    account::password::check_new(&password).map_err(|m| FrontError::Startup(format!("password {m}")))?;
+    Ok(password)
+}
+
+fn hash(config: &Config, password: &str) -> Result<String, FrontError> {
+    let hasher = account::password::Hasher::new(config.passwords.hash).map_err(|e| FrontError::Startup(e.to_string()))?;
+    hasher.hash(password).map_err(|e| FrontError::Startup(e.to_string()))
+}
+
+fn account_error(e: account::AccountError) -> FrontError {
+    match e {
+        account::AccountError::Store(s) => s.into(),
+        other => FrontError::Startup(other.to_string()),
+    }
+}
+
+fn named(store: &RocksStore, username: &str) -> Result<account::Account, FrontError> {
+    account::find(store, username)?.ok_or_else(|| FrontError::Startup(format!("no account named {username:?}")))
+}
+
+pub fn user(config: &Config, command: &UserCommand) -> Result<(), FrontError> {
+    let store = open(config)?;
+    match command {
+        UserCommand::Add { username, password_stdin, email, firstname, lastname, phone, scopes, group, .. } => {
+            let password = read_password(*password_stdin)?;
+            let fields = account::Fields {
+                username: Some(username.clone()),
+                email: email.clone().map(Some),
+                firstname: firstname.clone(),
+                lastname: lastname.clone(),
+                phone: phone.clone().map(Some),
+                scopes: scopes.clone(),
+                group: group.clone().map(Some),
+                ..Default::default()
+            };
+            let created = account::create(&store, &fields, hash(config, &password)?, sigil_engine::store::now_ms()).map_err(account_error)?;
+            println!("{}\t{}", created.guid, created.username);
+        }
+        UserCommand::List { .. } => {
+            let all = account::list(&store)?;
+            for a in &all {
+                let state = if a.disabled { "disabled" } else { "enabled" };
+                let email = a.email.as_deref().unwrap_or("-");
+                let group = a.group.as_deref().unwrap_or("-");
+                println!("{}\t{}\t{email}\t{}\t{group}\t{state}", a.guid, a.username, a.scopes.join(","));
+            }
+            eprintln!("{} account(s)", all.len());
+        }
+        UserCommand::Passwd { username, password_stdin, .. } => {
+            let a = named(&store, username)?;
+            let password = read_password(*password_stdin)?;
+            account::patch(&store, &a.guid, &account::Fields::default(), Some(hash(config, &password)?)).map_err(account_error)?;
+            let ended = sigil_engine::session::end_many(&store, &sigil_engine::session::of_owner(&store, &a.guid)?)?;
+            println!("password changed for {}; {ended} session(s) ended", a.username);
+        }
+        UserCommand::Disable { username, undo, .. } => {
+            let a = named(&store, username)?;
+            let fields = account::Fields { disabled: Some(!undo), ..Default::default() };
+            account::patch(&store, &a.guid, &fields, None).map_err(account_error)?;
+            if *undo {
+                println!("{} enabled", a.username);
+            } else {
+                let ended = sigil_engine::session::end_many(&store, &sigil_engine::session::of_owner(&store, &a.guid)?)?;
+                println!("{} disabled; {ended} session(s) ended", a.username);
+            }
+        }
+    }
+    store.flush()?;
+    Ok(())
+}
+
+pub fn group(config: &Config, command: &GroupCommand) -> Result<(), FrontError> {
+    let store = open(config)?;
+    match command {
+        GroupCommand::Add { name, ip_allowlist, require_2fa, no_login, .. } => {
+            let g = account::Group { name: name.clone(), login_allowed: !no_login, ip_allowlist: ip_allowlist.clone(), require_2fa: *require_2fa };
+            let g = account::create_group(&store, g).map_err(|e| match e {
+                account::AccountError::Exists => FrontError::Startup(format!("a group named {name:?} exists")),
+                other => account_error(other),
+            })?;
+            println!("{}", g.name);
+        }
+        GroupCommand::List { .. } => {
+            for g in account::groups(&store)? {
+                let list = if g.ip_allowlist.is_empty() { "any".to_string() } else { g.ip_allowlist.join(",") };
+                println!("{}\tlogin={}\trequire_2fa={}\t{list}", g.name, g.login_allowed, g.require_2fa);
             }
         }
     }

@@ -35,6 +35,108 @@ pub enum Command {
         #[command(subcommand)]
         command: AppOwnerCommand,
     },
+    /// Manage accounts (works on the data directory; stop `sigil serve` first, or use
+    /// `/api/admin/users` on a running server).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage authentication groups (data directory; or `/api/admin/groups`).
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password is read from standard input (never from an argument,
+    /// which other users could see in the process list or shell history).
+    Add {
+        username: String,
+        /// Read the password from standard input (one line). Required.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        firstname: Option<String>,
+        #[arg(long)]
+        lastname: Option<String>,
+        /// E.164 phone number for SMS codes, e.g. +14155550123.
+        #[arg(long)]
+        phone: Option<String>,
+        /// Comma-separated scopes [default: user]; `admin,user` makes an administrator.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Authentication group (must exist).
+        #[arg(long)]
+        group: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print every account, one per line: guid, username, email, scopes, group, state.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Set a new password (read from standard input) and end the account's sessions.
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Disable an account (it cannot log in; its sessions end), or enable it again.
+    Disable {
+        username: String,
+        /// Enable the account instead.
+        #[arg(long)]
+        undo: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create an authentication group.
+    Add {
+        name: String,
+        /// Comma-separated CIDRs (IPv4 or IPv6) allowed to log in; none = any address.
+        #[arg(long, value_delimiter = ',')]
+        ip_allowlist: Vec<String>,
+        /// Members must pass a second factor.
+        #[arg(long)]
+        require_2fa: bool,
+        /// Members may not log in at all.
+        #[arg(long)]
+        no_login: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print every group: name, login allowed, 2FA required, allow-list.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+impl UserCommand {
+    pub fn config(&self) -> &ConfigArgs {
+        match self {
+            Self::Add { config, .. } | Self::List { config } | Self::Passwd { config, .. } | Self::Disable { config, .. } => config,
+        }
+    }
+}
+
+impl GroupCommand {
+    pub fn config(&self) -> &ConfigArgs {
+        match self {
+            Self::Add { config, .. } | Self::List { config } => config,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

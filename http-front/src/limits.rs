@@ -103,6 +103,15 @@ impl Limits {
         })
     }
 
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Counts a refusal by a limit kept elsewhere (the store-backed account limits).
+    pub fn count_rejection(&self, label: &str) {
+        self.rejected.with_label_values(&[label]).inc();
+    }
+
     /// Forgets clients that have not been seen for a while, so the tables stay small.
     pub fn shrink(&self) {
         self.phrase.retain_recent();

@@ -38,6 +38,8 @@ async fn main() -> ExitCode {
             load(args).and_then(|c| admin_cli::sessions(&c, command))
         }
         Command::Wallet { command } => admin_cli::wallet(command),
+        Command::User { command } => load(command.config()).and_then(|c| admin_cli::user(&c, command)),
+        Command::Group { command } => load(command.config()).and_then(|c| admin_cli::group(&c, command)),
         Command::AppOwner { command } => {
             let args = match command {
                 AppOwnerCommand::Set { config, .. } | AppOwnerCommand::List { config } => config,

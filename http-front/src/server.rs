@@ -18,11 +18,17 @@ use sigil_actors::phrases::PhraseIssuer;
 use sigil_actors::sessions::{SessionReader, SessionRegistry};
 use sigil_actors::verifier::{PoolConfig, VerifierPool};
 
+use sigil_actors::accounts::AccountDirectory;
+use sigil_actors::outbox::Sender;
+use sigil_actors::passwords::{PasswordMetrics, PasswordPool};
+use sigil_engine::account::password::Hasher;
+
+use crate::accounts::{AccountMetrics, AccountsState};
 use crate::error::FrontError;
 use crate::flux::FluxState;
 use crate::limits::Limits;
 use crate::metrics::{self, HttpMetrics};
-use crate::{flux, routes};
+use crate::{admin, flux, routes, tokens};
 
 /// Threads of the sync actors that commit to the store. Concurrent commits share an fsync, so
 /// more writers than cores raise login throughput under fsync durability.
@@ -34,25 +40,37 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
 }
 
-/// Starts the Flux actors; they live as long as the actix system.
-fn start_flux(
-    config: &Config,
-    store: &Arc<dyn Store>,
-    metrics: ActorMetrics,
-    limits: Arc<Limits>,
-) -> Result<FluxState, FrontError> {
-    let flux = config.flux.clone();
+/// The actors every dialect shares: one notifier, one session registry.
+struct Shared {
+    notifier: actix::Addr<Notifier>,
+    registry: actix::Addr<SessionRegistry>,
+}
+
+fn start_shared(store: &Arc<dyn Store>, metrics: &ActorMetrics) -> Result<Shared, FrontError> {
     // On its own thread, so a push never queues behind the verifier's and registry's mailbox
     // traffic on the system arbiter (measured: ws-push p99 12 ms there under a login storm).
     let notifier_metrics = Some(metrics.clone());
     let notifier = Notifier::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| Notifier::new(notifier_metrics));
+    let registry = SessionRegistry::start(store.clone(), notifier.clone(), Some(metrics.clone()))
+        .map_err(|e| FrontError::Startup(format!("cannot start the session registry: {e}")))?;
+    Ok(Shared { notifier, registry })
+}
+
+/// Starts the Flux actors; they live as long as the actix system.
+fn start_flux(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    shared: &Shared,
+    metrics: ActorMetrics,
+    limits: Arc<Limits>,
+) -> FluxState {
+    let flux = config.flux.clone();
     let policy = if flux.accept_segwit { sigil_engine::verify::Policy::SIGIL } else { sigil_engine::verify::Policy::FLUXOS };
     let verifier = VerifierPool::new(PoolConfig { policy, ..PoolConfig::default() }, Some(metrics.clone())).start();
     let issuer = PhraseIssuer::start(store.clone(), flux.phrase_ttl.as_millis(), STORE_WRITER_THREADS);
-    let registry = SessionRegistry::start(store.clone(), notifier.clone(), Some(metrics.clone()))
-        .map_err(|e| FrontError::Startup(format!("cannot start the session registry: {e}")))?;
+    let (notifier, registry) = (shared.notifier.clone(), shared.registry.clone());
     let reader = SessionReader::new(store.clone(), flux.phrase_ttl.as_millis());
-    Ok(FluxState {
+    FluxState {
         config: flux,
         issuer,
         registry,
@@ -64,6 +82,34 @@ fn start_flux(
         verified: Default::default(),
         gates: Default::default(),
         max_body_bytes: config.server.max_body_bytes,
+    }
+}
+
+/// Starts the account actors: the password pool (its decoy hash costs one hash now), the
+/// account directory and the message sender.
+fn start_accounts(
+    config: &Arc<Config>,
+    store: &Arc<dyn Store>,
+    shared: &Shared,
+    registry: &Registry,
+    limits: Arc<Limits>,
+) -> Result<AccountsState, FrontError> {
+    let startup = |what: &str, e: String| FrontError::Startup(format!("cannot start {what}: {e}"));
+    let hasher = Hasher::new(config.passwords.hash).map_err(|e| startup("the password hasher", e.to_string()))?;
+    let pool_metrics = PasswordMetrics::new(registry).map_err(|e| startup("the password pool", e.to_string()))?;
+    let passwords = PasswordPool::start(hasher, config.passwords.workers, config.passwords.queue, Some(pool_metrics))
+        .map_err(|e| startup("the password pool", e.to_string()))?;
+    let sender = Sender::new(config.sms.clone(), Some(registry)).map_err(|e| startup("the message sender", e))?;
+    let metrics = AccountMetrics::new(registry).map_err(|e| startup("the account metrics", e.to_string()))?;
+    Ok(AccountsState {
+        config: config.clone(),
+        store: store.clone(),
+        registry: shared.registry.clone(),
+        directory: AccountDirectory::start(store.clone()),
+        passwords,
+        sender,
+        limits,
+        metrics,
     })
 }
 
@@ -97,11 +143,26 @@ impl Sigil {
                 shrinking.shrink();
             }
         });
-        let flux_state = start_flux(&config, &dyn_store, actor_metrics, limits)?;
+        let shared = match start_shared(&dyn_store, &actor_metrics) {
+            Ok(shared) => shared,
+            Err(e) => {
+                let _ = store.close();
+                return Err(e);
+            }
+        };
+        let flux_state = start_flux(&config, &dyn_store, &shared, actor_metrics, limits.clone());
         let config = Arc::new(config);
+        let accounts = match start_accounts(&config, &dyn_store, &shared, metrics.registry(), limits) {
+            Ok(accounts) => accounts,
+            Err(e) => {
+                let _ = store.close();
+                return Err(e);
+            }
+        };
         let state = web::Data::new(AppState { config: config.clone(), store: dyn_store });
         let metrics_data = web::Data::new(metrics);
         let flux_data = web::Data::new(flux_state);
+        let accounts_data = web::Data::new(accounts);
         let max_body = config.server.max_body_bytes;
 
         let mut http = HttpServer::new(move || {
@@ -109,11 +170,15 @@ impl Sigil {
                 .app_data(state.clone())
                 .app_data(metrics_data.clone())
                 .app_data(flux_data.clone())
+                .app_data(accounts_data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .wrap(from_fn(metrics::track))
                 .configure(routes::health::configure)
+                // Before the admin scope, which answers every other `/api/admin` path.
                 .configure(flux::routes::configure)
                 .configure(flux::ws::configure)
+                .configure(tokens::routes::configure)
+                .configure(admin::configure)
                 .default_service(web::to(routes::not_found))
         })
         .shutdown_timeout(config.server.shutdown_timeout.0.as_secs().max(1))

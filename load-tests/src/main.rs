@@ -28,6 +28,12 @@ pub enum Scenario {
     /// GET --path, any 200 is a success: the same client against a reference server
     /// (e.g. bench's empty handler).
     Get,
+    /// POST /api/auth/login with the right password, rotating over --sessions accounts made
+    /// through the admin API (needs --internal-secret): argon2id per request.
+    PasswordLogin,
+    /// Authenticated GET /api/auth/token with a Bearer token, rotating over --sessions tokens
+    /// of one account made through the admin API (needs --internal-secret).
+    TokenCheck,
 }
 
 #[derive(Debug, Parser)]
@@ -74,6 +80,10 @@ pub struct Args {
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// The server's `accounts.internal_secret`, to create accounts for password-login and
+    /// token-check.
+    #[arg(long, env = "SIGIL_LOAD_INTERNAL_SECRET", hide_env_values = true)]
+    pub internal_secret: Option<String>,
 }
 
 #[tokio::main(flavor = "multi_thread")]

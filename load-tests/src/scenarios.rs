@@ -217,6 +217,7 @@ fn args_clone(args: &Args) -> Args {
         json: None,
         hdr: None,
         quiet: args.quiet,
+        internal_secret: args.internal_secret.clone(),
     }
 }
 
@@ -256,6 +257,107 @@ pub async fn run(args: &Args) -> Result<Report, String> {
         }
         Scenario::WsPush => ws_push(&ctx, args).await,
         Scenario::WsIdle => ws_idle(&ctx, args).await,
+        Scenario::PasswordLogin => {
+            let users = Arc::new(make_accounts(&ctx, args, args.sessions.max(1)).await?);
+            let op = password_login_op(&ctx, users);
+            warm_up(args, op.clone()).await?;
+            Ok(report("password-login", drive(args, None, op).await?))
+        }
+        Scenario::TokenCheck => {
+            let users = make_accounts(&ctx, args, 1).await?;
+            let user = users.first().ok_or("no account")?;
+            let mut tokens = Vec::with_capacity(args.sessions.max(1));
+            for _ in 0..args.sessions.max(1) {
+                tokens.push(ctx.token_login(user).await?);
+            }
+            let op = token_check_op(&ctx, Arc::new(tokens));
+            warm_up(args, op.clone()).await?;
+            Ok(report("token-check", drive(args, None, op).await?))
+        }
+    }
+}
+
+/// The password every load-test account gets.
+const LOAD_PASSWORD: &str = "sigil-load password";
+
+/// Creates `n` accounts with a run-unique prefix through `/api/admin/users`; returns their
+/// usernames.
+async fn make_accounts(ctx: &Ctx, args: &Args, n: usize) -> Result<Vec<String>, String> {
+    let secret = args.internal_secret.as_deref().ok_or("this scenario needs --internal-secret (the server's accounts.internal_secret)")?;
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    if !args.quiet {
+        eprintln!("creating {n} account(s) (off the clock)…");
+    }
+    let mut names = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("load-{run}-{i}");
+        let res = ctx
+            .client
+            .post(format!("{}/api/admin/users", ctx.base))
+            .header("x-internal-secret", secret)
+            .json(&json!({"username": name, "password": LOAD_PASSWORD}))
+            .send()
+            .await
+            .map_err(|e| format!("creating accounts: {e}"))?;
+        if res.status() != 201 {
+            return Err(format!("creating accounts: http-{} {}", res.status().as_u16(), res.text().await.unwrap_or_default()));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+impl Ctx {
+    /// Logs `user` in on the token API; returns the access token.
+    async fn token_login(&self, user: &str) -> Result<String, String> {
+        let res = self
+            .client
+            .post(format!("{}/api/auth/login", self.base))
+            .json(&json!({"username": user, "password": LOAD_PASSWORD}))
+            .send()
+            .await
+            .map_err(|e| if e.is_timeout() { "timeout".to_string() } else { "connect".to_string() })?;
+        let status = res.status();
+        if status != 200 {
+            return Err(format!("http-{}", status.as_u16()));
+        }
+        let body: Value = res.json().await.map_err(|_| "bad-body".to_string())?;
+        body.get("access_token").and_then(Value::as_str).map(str::to_string).ok_or_else(|| "bad-body".into())
+    }
+}
+
+fn password_login_op(
+    ctx: &Ctx,
+    users: Arc<Vec<String>>,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Clone + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |k| {
+        let ctx = ctx.clone();
+        let user = users.get(k as usize % users.len().max(1)).cloned().unwrap_or_default();
+        Box::pin(async move { ctx.token_login(&user).await.map(|_| ()) })
+    }
+}
+
+fn token_check_op(
+    ctx: &Ctx,
+    tokens: Arc<Vec<String>>,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Clone + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |k| {
+        let ctx = ctx.clone();
+        let token = tokens.get(k as usize % tokens.len().max(1)).cloned().unwrap_or_default();
+        Box::pin(async move {
+            let res = ctx
+                .client
+                .get(format!("{}/api/auth/token", ctx.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|e| if e.is_timeout() { "timeout".to_string() } else { "connect".to_string() })?;
+            let status = res.status();
+            let _ = res.bytes().await;
+            if status == 200 { Ok(()) } else { Err(format!("http-{}", status.as_u16())) }
+        })
     }
 }
 

@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 use sigil_bench::{RawRecover, rate};
+use sigil_engine::account::password::Hasher;
+use sigil_engine::config::HashParams;
+
+/// The internal secret of the server under test (for creating load-test accounts).
+const BENCH_SECRET: &str = "sigil-bench-internal-secret";
 
 /// A child process killed when dropped.
 struct Running(Child);
@@ -178,16 +183,19 @@ fn run() -> Result<(), String> {
         .env("SIGIL_SERVER__DATA_DIR", scratch.join("data"))
         .env("SIGIL_LIMITS__ENABLED", "false")
         .env("SIGIL_LOG__FILTER", "info")
+        .env("SIGIL_ACCOUNTS__INTERNAL_SECRET", BENCH_SECRET)
         .env("NO_COLOR", "1");
     let (_sigil, addr) = start(cmd, "sigil listening on http://", true)?;
     let url = format!("http://{addr}");
-    let (mut empties, mut phrases, mut checks) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut empties, mut phrases, mut checks, mut token_checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         empties.push(load(&empty_url, &["get", "-c", "64", "-d", "4s"], &scratch)?);
         phrases.push(load(&url, &["phrase", "-c", "64", "-d", "4s"], &scratch)?);
         checks.push(load(&url, &["session-check", "-c", "64", "-d", "4s", "--sessions", "200"], &scratch)?);
+        token_checks.push(load(&url, &["token-check", "-c", "64", "-d", "4s", "--sessions", "200", "--internal-secret", BENCH_SECRET], &scratch)?);
     }
     let (empty, phrase, check) = (median_run(empties), median_run(phrases), median_run(checks));
+    let token_check = median_run(token_checks);
     let empty_rps = num(&empty, "/throughput_per_s");
 
     let r = num(&phrase, "/throughput_per_s");
@@ -226,6 +234,66 @@ fn run() -> Result<(), String> {
         ratio: Some(r / empty_rps),
         target: ">= 60%, p99 < 2 ms at 80%",
         met: Some(r / empty_rps >= 0.6 && p99_80 < 2.0),
+    });
+
+    let r = num(&token_check, "/throughput_per_s");
+    let token_at80 = format!("{:.0}", (r * 0.8).floor());
+    let token_steady = load(
+        &url,
+        &["token-check", "-c", "64", "-d", "5s", "--sessions", "200", "--rate", &token_at80, "--internal-secret", BENCH_SECRET],
+        &scratch,
+    )?;
+    let token_p99_80 = num(&token_steady, "/latency_ms/p99");
+    rows.push(Row {
+        scenario: "authenticated request (Bearer, /api/auth/token)",
+        measured: format!("{r:.0}/s; p99 {token_p99_80:.2} ms at 80% ({token_at80}/s)"),
+        reference: format!("empty handler {empty_rps:.0}/s"),
+        ratio: Some(r / empty_rps),
+        target: ">= 60%, p99 < 2 ms at 80%",
+        met: Some(r / empty_rps >= 0.6 && token_p99_80 < 2.0),
+    });
+
+    // Password logins against argon2id itself at the same parameters on the same cores.
+    eprintln!("raw argon2id at the default parameters (reference)…");
+    let hasher = Hasher::new(HashParams::default()).map_err(|e| e.to_string())?;
+    let phc = hasher.hash("reference password").map_err(|e| e.to_string())?;
+    let raw_argon = rate(Duration::from_secs(3), threads * 4, || {
+        (0..threads * 4).into_par_iter().for_each(|_| {
+            std::hint::black_box(hasher.verify("reference password", &phc));
+        });
+    });
+    let secret = ["--internal-secret", BENCH_SECRET];
+    let password = load(&url, &[&["password-login", "-c", "16", "-d", "6s", "--sessions", "16"][..], &secret[..]].concat(), &scratch)?;
+    let r = num(&password, "/throughput_per_s");
+    rows.push(Row {
+        scenario: "password login (/api/auth/login, argon2id)",
+        measured: format!("{r:.0}/s, p99 {:.1} ms", num(&password, "/latency_ms/p99")),
+        reference: format!("raw argon2id {raw_argon:.0}/s ({threads} threads)"),
+        ratio: Some(r / raw_argon),
+        target: ">= 90%",
+        met: Some(r / raw_argon >= 0.9),
+    });
+
+    // Session checks at a fixed, moderate rate: alone, then while a password storm runs.
+    let calm_rate = format!("{:.0}", (num(&check, "/throughput_per_s") * 0.3).floor());
+    let calm_args = ["session-check", "-c", "32", "-d", "6s", "--sessions", "200", "--rate", &calm_rate];
+    let calm = load(&url, &calm_args, &scratch)?;
+    let storm_url = url.clone();
+    let storm_scratch = scratch.clone();
+    let storm = std::thread::spawn(move || {
+        load(&storm_url, &["password-login", "-c", "32", "-d", "9s", "--sessions", "16", "--internal-secret", BENCH_SECRET], &storm_scratch)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let stormy = load(&url, &calm_args, &scratch)?;
+    let storm = storm.join().map_err(|_| "password storm thread panicked".to_string())??;
+    let (p99_calm, p99_storm) = (num(&calm, "/latency_ms/p99"), num(&stormy, "/latency_ms/p99"));
+    rows.push(Row {
+        scenario: "session-check p99 during a password storm",
+        measured: format!("p99 {p99_storm:.2} ms at {calm_rate}/s ({:.0} logins/s)", num(&storm, "/throughput_per_s")),
+        reference: format!("p99 {p99_calm:.2} ms without the storm"),
+        ratio: Some(p99_storm / p99_calm),
+        target: "rise <= 20%",
+        met: Some(p99_storm <= p99_calm * 1.2),
     });
 
     // 16 concurrent logins (about a third of the login maximum): the push latency of a busy
@@ -302,13 +370,16 @@ fn run() -> Result<(), String> {
         "date": date,
         "threads": threads,
         "seconds": started.elapsed().as_secs_f64(),
-        "references": {"raw_recover_all_threads": raw_all, "raw_recover_before_logins": raw_near, "empty_handler_rps": empty_rps},
+        "references": {"raw_recover_all_threads": raw_all, "raw_recover_before_logins": raw_near, "empty_handler_rps": empty_rps,
+                       "raw_argon2id_all_threads": raw_argon},
         "rows": rows.iter().map(|r| json!({
             "scenario": r.scenario, "measured": r.measured, "reference": r.reference,
             "ratio": r.ratio, "target": r.target, "met": r.met,
         })).collect::<Vec<_>>(),
         "raw": {"empty": empty, "phrase": phrase, "wallet_login": login, "session_check": check,
                 "session_check_80": steady, "ws_push": push, "ws_idle": idle,
+                "token_check": token_check, "token_check_80": token_steady, "password_login": password,
+                "session_check_calm": calm, "session_check_storm": stormy, "password_storm": storm,
                 "restart_1m_ms": restart.as_secs_f64() * 1000.0,
                 "crash_restart_1m_ms": crash_restart.as_secs_f64() * 1000.0},
     });

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::login::SignedPhrase;
 use crate::secret::{constant_time_eq, random_base36, secret_hash};
-use crate::store::{Batch, Cf, Millis, Store, StoreError, index_key, index_prefix, index_primary};
+use crate::session::Session;
+use crate::store::{Batch, Cf, Millis, Store, StoreError, index_key};
 
 /// How long after a login its signature is still pushed to `/ws/id/{phrase}`.
 pub const PUSH_SIGNATURE_WINDOW_MS: Millis = 60_000;
@@ -44,10 +45,6 @@ impl FluxSession {
 
 fn corrupt(what: &'static str) -> StoreError {
     StoreError::Corrupt { cf: "sessions", what }
-}
-
-fn decode_session(raw: &[u8]) -> Result<FluxSession, StoreError> {
-    serde_json::from_slice(raw).map_err(|_| corrupt("undecodable session"))
 }
 
 /// A phrase waiting to be signed.
@@ -111,11 +108,9 @@ pub fn prepare_opening(
         created_at,
         expire_at: created_at + session_ttl,
     };
-    let value = serde_json::to_vec(&session).map_err(|_| corrupt("unencodable session"))?;
     let key = login.phrase.as_bytes();
     let mut writes = Batch::new();
-    writes.put_expiring(Cf::Sessions, key.to_vec(), value, session.expire_at);
-    writes.put_expiring(Cf::SessionsByOwner, index_key(login.zelid.as_bytes(), key), Vec::new(), session.expire_at);
+    crate::session::open_writes(&mut writes, key, &Session::Wallet(session.clone()))?;
     writes.put_expiring(Cf::LoginSignatures, key.to_vec(), login.signature.clone().into_bytes(), now + PUSH_SIGNATURE_WINDOW_MS);
     Ok(Opening { session, writes })
 }
@@ -164,9 +159,20 @@ pub fn seed_synthetic(store: &dyn Store, count: u64, now: Millis, session_ttl: M
     Ok(())
 }
 
-/// The live session opened with `phrase`.
+/// The live wallet session opened with `phrase`.
 pub fn session(store: &dyn Store, phrase: &str) -> Result<Option<FluxSession>, StoreError> {
-    store.get(Cf::Sessions, phrase.as_bytes())?.map(|raw| decode_session(&raw)).transpose()
+    Ok(wallet(crate::session::get(store, phrase.as_bytes())?))
+}
+
+fn wallet(s: Option<Session>) -> Option<FluxSession> {
+    match s {
+        Some(Session::Wallet(w)) => Some(w),
+        _ => None,
+    }
+}
+
+fn wallets(keyed: Vec<(Vec<u8>, Session)>) -> Vec<FluxSession> {
+    keyed.into_iter().filter_map(|(_, s)| wallet(Some(s))).collect()
 }
 
 /// The login signature of `phrase`'s session while the 60 s push window lasts.
@@ -176,67 +182,33 @@ pub fn push_signature(store: &dyn Store, phrase: &str) -> Result<Option<String>,
 
 /// Every live session of `zelid`, oldest phrase first.
 pub fn sessions_of(store: &dyn Store, zelid: &str) -> Result<Vec<FluxSession>, StoreError> {
-    let owner = zelid.as_bytes();
-    let mut out = Vec::new();
-    for (k, _) in store.scan_prefix(Cf::SessionsByOwner, &index_prefix(owner), usize::MAX)? {
-        let Some(phrase) = index_primary(&k, owner) else { continue };
-        if let Some(raw) = store.get(Cf::Sessions, phrase)? {
-            out.push(decode_session(&raw)?);
-        }
-    }
-    out.sort_by_key(|s| s.created_at);
-    Ok(out)
+    Ok(wallets(crate::session::of_owner(store, zelid)?))
 }
 
-/// Every live session on this node.
+/// Every live wallet session on this node.
 pub fn all_sessions(store: &dyn Store) -> Result<Vec<FluxSession>, StoreError> {
-    let mut out: Vec<FluxSession> = store
-        .scan_prefix(Cf::Sessions, b"", usize::MAX)?
-        .iter()
-        .map(|(_, v)| decode_session(v))
-        .collect::<Result<_, _>>()?;
-    out.sort_by_key(|s| s.created_at);
-    Ok(out)
+    Ok(wallets(crate::session::all(store)?))
 }
 
-fn delete_session(b: &mut Batch, s: &FluxSession) {
-    let key = s.login_phrase.as_bytes();
-    b.delete(Cf::Sessions, key.to_vec());
-    b.delete(Cf::SessionsByOwner, index_key(s.zelid.as_bytes(), key));
-    b.delete(Cf::LoginSignatures, key.to_vec());
-}
-
-/// Ends the session opened with `phrase` (if `zelid` is given, only if it is that zelid's).
-/// Returns whether one was ended.
+/// Ends the session opened with `phrase` (if `zelid` is given, only if it is that zelid's),
+/// through the one revocation path of every session kind. Returns the session ended.
 pub fn logout(store: &dyn Store, phrase: &str, zelid: Option<&str>) -> Result<Option<FluxSession>, StoreError> {
-    let Some(s) = session(store, phrase)? else { return Ok(None) };
-    if zelid.is_some_and(|z| z != s.zelid) {
-        return Ok(None);
-    }
-    let mut b = Batch::new();
-    delete_session(&mut b, &s);
-    store.write(b)?;
-    Ok(Some(s))
+    let only = |s: &Session| matches!(s, Session::Wallet(w) if zelid.is_none_or(|z| z == w.zelid));
+    Ok(wallet(crate::session::end(store, phrase.as_bytes(), &only)?))
 }
 
-/// Ends every session of `zelid`; returns them.
+/// Ends every wallet session of `zelid`; returns them.
 pub fn logout_all_of(store: &dyn Store, zelid: &str) -> Result<Vec<FluxSession>, StoreError> {
-    let sessions = sessions_of(store, zelid)?;
-    let mut b = Batch::new();
-    sessions.iter().for_each(|s| delete_session(&mut b, s));
-    store.write(b)?;
-    Ok(sessions)
+    let keyed: Vec<_> = crate::session::of_owner(store, zelid)?.into_iter().filter(|(_, s)| matches!(s, Session::Wallet(_))).collect();
+    crate::session::end_many(store, &keyed)?;
+    Ok(wallets(keyed))
 }
 
-/// Ends every session on this node; returns them.
+/// Ends every wallet session on this node (FluxOS's `logoutallusers`); returns them.
 pub fn logout_everyone(store: &dyn Store) -> Result<Vec<FluxSession>, StoreError> {
-    let sessions = all_sessions(store)?;
-    for chunk in sessions.chunks(1000) {
-        let mut b = Batch::new();
-        chunk.iter().for_each(|s| delete_session(&mut b, s));
-        store.write(b)?;
-    }
-    Ok(sessions)
+    let keyed: Vec<_> = crate::session::all(store)?.into_iter().filter(|(_, s)| matches!(s, Session::Wallet(_))).collect();
+    crate::session::end_many(store, &keyed)?;
+    Ok(wallets(keyed))
 }
 
 /// A signature handed over through `/id/providesign`.

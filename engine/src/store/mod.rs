@@ -47,10 +47,22 @@ pub enum Cf {
     Meta,
     /// A login's signature for the websocket push, for 60 s after the login.
     LoginSignatures,
+    /// Accounts by guid.
+    Accounts,
+    /// Index: `u:` lowercase username or `e:` lowercase email → account guid (uniqueness).
+    AccountNames,
+    /// Authentication groups by name.
+    Groups,
+    /// Index: a session's public id → its key in [`Cf::Sessions`] (account sessions only).
+    SessionIds,
+    /// A session's last authenticated use (u64 BE millis), written without fsync.
+    SessionActivity,
+    /// Rate-limit and failure counters (fixed windows), shared by every front.
+    Counters,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 8] = [
+    pub const ALL: [Cf; 14] = [
         Cf::Phrases,
         Cf::Sessions,
         Cf::SessionsByOwner,
@@ -59,6 +71,12 @@ impl Cf {
         Cf::Expiry,
         Cf::Meta,
         Cf::LoginSignatures,
+        Cf::Accounts,
+        Cf::AccountNames,
+        Cf::Groups,
+        Cf::SessionIds,
+        Cf::SessionActivity,
+        Cf::Counters,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +89,12 @@ impl Cf {
             Cf::Expiry => "expiry",
             Cf::Meta => "meta",
             Cf::LoginSignatures => "login_signatures",
+            Cf::Accounts => "accounts",
+            Cf::AccountNames => "account_names",
+            Cf::Groups => "groups",
+            Cf::SessionIds => "session_ids",
+            Cf::SessionActivity => "session_activity",
+            Cf::Counters => "counters",
         }
     }
 
@@ -86,6 +110,12 @@ impl Cf {
             Cf::Expiry => 6,
             Cf::Meta => 7,
             Cf::LoginSignatures => 8,
+            Cf::Accounts => 9,
+            Cf::AccountNames => 10,
+            Cf::Groups => 11,
+            Cf::SessionIds => 12,
+            Cf::SessionActivity => 13,
+            Cf::Counters => 14,
         }
     }
 
@@ -184,6 +214,24 @@ impl Batch {
     }
 }
 
+/// What an [`Store::update`] decides, given the key's current live value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Write nothing.
+    Keep,
+    /// Replace the value (with this expiry) and commit `then` in the same atomic write.
+    Put { value: Vec<u8>, expires_at: Option<Millis>, then: Batch },
+    /// Delete the key and commit `then` in the same atomic write.
+    Delete { then: Batch },
+}
+
+/// The current live value of a key and its expiry, as an [`Store::update`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    pub value: Vec<u8>,
+    pub expires_at: Option<Millis>,
+}
+
 /// A key and its (live) value, as returned by scans.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
@@ -208,6 +256,23 @@ pub trait Store: Send + Sync + 'static {
     /// were taken. A key named twice is taken by its first item only. The write is relaxed
     /// only if every `then` batch is.
     fn take_each(&self, cf: Cf, items: Vec<(Vec<u8>, Batch)>) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+    /// Reads `key`'s live value, lets `decide` choose a [`Change`], and commits it, all
+    /// under the key's lock: no other `update`, `take` or `insert_new` of that key runs in
+    /// between, so read-modify-write (counters, single-use codes kept inside a record, a flag
+    /// that must flip once) is atomic. A deleted or expired key is seen as `None`, so an
+    /// update never brings back a record that was revoked. Returns what `decide` chose.
+    fn update(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        relaxed: bool,
+        decide: &mut dyn FnMut(Option<&Current>) -> Change,
+    ) -> Result<Change, StoreError>;
+
+    /// Commits `batch` only if none of the `absent` keys holds a live value (uniqueness:
+    /// usernames, emails, group names); returns whether it committed.
+    fn insert_new(&self, absent: &[(Cf, Vec<u8>)], batch: Batch) -> Result<bool, StoreError>;
 
     /// Live entries whose key starts with `prefix`, in key order, at most `limit` of them.
     fn scan_prefix(&self, cf: Cf, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError>;

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
-use super::{Batch, Cf, Durability, Entry, Millis, Op, Store, StoreError, envelope, expiry_key, now_ms};
+use super::{Batch, Change, Cf, Current, Durability, Entry, Millis, Op, Store, StoreError, envelope, expiry_key, now_ms};
 
 /// Version of the on-disk layout, kept in `meta/schema`. Bump it with a migration.
 const SCHEMA_VERSION: &[u8] = b"1";
@@ -169,12 +169,16 @@ impl RocksStore {
     }
 
     fn get_at(db: &DB, cf: Cf, key: &[u8], now: Millis) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(Self::current_at(db, cf, key, now)?.map(|c| c.value))
+    }
+
+    fn current_at(db: &DB, cf: Cf, key: &[u8], now: Millis) -> Result<Option<Current>, StoreError> {
         let Some(raw) = db.get_pinned_cf(handle(db, cf)?, key).map_err(backend)? else {
             return Ok(None);
         };
         let (expires_at, payload) =
             envelope::open(&raw).ok_or(StoreError::Corrupt { cf: cf.name(), what: "value shorter than its header" })?;
-        Ok(envelope::is_live(expires_at, now).then(|| payload.to_vec()))
+        Ok(envelope::is_live(expires_at, now).then(|| Current { value: payload.to_vec(), expires_at }))
     }
 }
 
@@ -215,6 +219,60 @@ impl Store for RocksStore {
         }
         self.commit(db, items.iter().zip(&taken).filter(|(_, v)| v.is_some()).map(|((_, then), _)| then))?;
         Ok(taken)
+    }
+
+    fn update(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        relaxed: bool,
+        decide: &mut dyn FnMut(Option<&Current>) -> Change,
+    ) -> Result<Change, StoreError> {
+        let guard = self.open_db()?;
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
+        let _key_stripe = self.lock(std::iter::once((cf, key)));
+        let current = Self::current_at(db, cf, key, now_ms())?;
+        let change = decide(current.as_ref());
+        let mut batch = match &change {
+            Change::Keep => return Ok(change),
+            Change::Put { value, expires_at, then } => {
+                let mut b = then.clone();
+                match expires_at {
+                    Some(at) => b.put_expiring(cf, key.to_vec(), value.clone(), *at),
+                    None => b.put(cf, key.to_vec(), value.clone()),
+                };
+                b
+            }
+            Change::Delete { then } => {
+                let mut b = then.clone();
+                b.delete(cf, key.to_vec());
+                b
+            }
+        };
+        if relaxed {
+            batch.relaxed();
+        }
+        // Only the key's own stripe is held: `then`'s keys are known after `decide`, and
+        // taking more stripes now could deadlock against another locker. So `then` must only
+        // touch entries that belong to this record (its index entries), which nothing else
+        // reads-and-writes.
+        self.commit(db, [&batch])?;
+        Ok(change)
+    }
+
+    fn insert_new(&self, absent: &[(Cf, Vec<u8>)], batch: Batch) -> Result<bool, StoreError> {
+        let guard = self.open_db()?;
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
+        let keys = absent.iter().map(|(cf, k)| (*cf, k.as_slice())).chain(Self::batch_keys(&batch));
+        let _stripes = self.lock(keys);
+        let now = now_ms();
+        for (cf, key) in absent {
+            if Self::current_at(db, *cf, key, now)?.is_some() {
+                return Ok(false);
+            }
+        }
+        self.commit(db, [&batch])?;
+        Ok(true)
     }
 
     fn scan_prefix(&self, cf: Cf, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {

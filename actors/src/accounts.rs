@@ -1,0 +1,166 @@
+//! The account directory: every write to accounts and groups, on its own thread.
+//!
+//! Writes are durable (fsynced) store updates, so they run on a sync actor rather than on the
+//! HTTP workers. Each is an atomic read-modify-write of one record (`account::modify`), so a
+//! login's transparent re-hash, a TOTP step being used, and an administrator's change never
+//! overwrite one another. Reads (`account::get`, `account::find`) go straight to the store
+//! from the request path, like session lookups.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use sigil_engine::account::{self, Account, AccountError, Fields, Group};
+use sigil_engine::store::{Store, now_ms};
+
+pub struct AccountDirectory {
+    store: Arc<dyn Store>,
+}
+
+impl AccountDirectory {
+    pub fn start(store: Arc<dyn Store>) -> Addr<Self> {
+        SyncArbiter::start(1, move || Self { store: store.clone() })
+    }
+}
+
+impl Actor for AccountDirectory {
+    type Context = SyncContext<Self>;
+}
+
+/// Create an account; the password is already hashed (by the password pool).
+#[derive(Message)]
+#[rtype(result = "Result<Account, AccountError>")]
+pub struct CreateAccount {
+    pub fields: Fields,
+    pub password_phc: String,
+}
+
+/// Change an account's fields, and its password hash if given.
+#[derive(Message)]
+#[rtype(result = "Result<Account, AccountError>")]
+pub struct PatchAccount {
+    pub guid: String,
+    pub fields: Fields,
+    pub password_phc: Option<String>,
+}
+
+/// Delete an account and end all its sessions.
+#[derive(Message)]
+#[rtype(result = "Result<Account, AccountError>")]
+pub struct DeleteAccount {
+    pub guid: String,
+}
+
+/// Enrol TOTP (a new secret unless one is given) and issue fresh recovery codes.
+#[derive(Message)]
+#[rtype(result = "Result<(String, Vec<String>), AccountError>")]
+pub struct EnrolTotp {
+    pub guid: String,
+    pub secret: Option<String>,
+}
+
+/// Store a fresh hash of the password that just logged in, unless the password changed
+/// meanwhile (the hash is still `old_phc`).
+#[derive(Message)]
+#[rtype(result = "Result<(), AccountError>")]
+pub struct Rehash {
+    pub guid: String,
+    pub old_phc: String,
+    pub new_phc: String,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Group, AccountError>")]
+pub struct CreateGroup(pub Group);
+
+/// Change a group: each field given replaces the stored one.
+#[derive(Message)]
+#[rtype(result = "Result<Group, AccountError>")]
+pub struct PatchGroup {
+    pub name: String,
+    pub login_allowed: Option<bool>,
+    pub ip_allowlist: Option<Vec<String>>,
+    pub require_2fa: Option<bool>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Group, AccountError>")]
+pub struct DeleteGroup {
+    pub name: String,
+}
+
+impl Handler<CreateAccount> for AccountDirectory {
+    type Result = Result<Account, AccountError>;
+    fn handle(&mut self, m: CreateAccount, _: &mut SyncContext<Self>) -> Self::Result {
+        account::create(self.store.as_ref(), &m.fields, m.password_phc, now_ms())
+    }
+}
+
+impl Handler<PatchAccount> for AccountDirectory {
+    type Result = Result<Account, AccountError>;
+    fn handle(&mut self, m: PatchAccount, _: &mut SyncContext<Self>) -> Self::Result {
+        account::patch(self.store.as_ref(), &m.guid, &m.fields, m.password_phc)
+    }
+}
+
+impl Handler<DeleteAccount> for AccountDirectory {
+    type Result = Result<Account, AccountError>;
+    fn handle(&mut self, m: DeleteAccount, _: &mut SyncContext<Self>) -> Self::Result {
+        account::delete(self.store.as_ref(), &m.guid)
+    }
+}
+
+impl Handler<EnrolTotp> for AccountDirectory {
+    type Result = Result<(String, Vec<String>), AccountError>;
+    fn handle(&mut self, m: EnrolTotp, _: &mut SyncContext<Self>) -> Self::Result {
+        account::enrol_totp(self.store.as_ref(), &m.guid, m.secret, now_ms())
+    }
+}
+
+impl Handler<Rehash> for AccountDirectory {
+    type Result = Result<(), AccountError>;
+    fn handle(&mut self, m: Rehash, _: &mut SyncContext<Self>) -> Self::Result {
+        let changed = account::modify(self.store.as_ref(), &m.guid, false, &mut |a| {
+            if a.password != m.old_phc {
+                return Err(AccountError::invalid("password", "changed meanwhile"));
+            }
+            a.password = m.new_phc.clone();
+            Ok(())
+        });
+        match changed {
+            Ok(_) | Err(AccountError::Invalid { .. } | AccountError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Handler<CreateGroup> for AccountDirectory {
+    type Result = Result<Group, AccountError>;
+    fn handle(&mut self, m: CreateGroup, _: &mut SyncContext<Self>) -> Self::Result {
+        account::create_group(self.store.as_ref(), m.0)
+    }
+}
+
+impl Handler<PatchGroup> for AccountDirectory {
+    type Result = Result<Group, AccountError>;
+    fn handle(&mut self, m: PatchGroup, _: &mut SyncContext<Self>) -> Self::Result {
+        account::modify_group(self.store.as_ref(), &m.name, &mut |g| {
+            if let Some(v) = m.login_allowed {
+                g.login_allowed = v;
+            }
+            if let Some(v) = &m.ip_allowlist {
+                g.ip_allowlist = v.clone();
+            }
+            if let Some(v) = m.require_2fa {
+                g.require_2fa = v;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Handler<DeleteGroup> for AccountDirectory {
+    type Result = Result<Group, AccountError>;
+    fn handle(&mut self, m: DeleteGroup, _: &mut SyncContext<Self>) -> Self::Result {
+        account::delete_group(self.store.as_ref(), &m.name)
+    }
+}

@@ -1,0 +1,88 @@
+//! What the account dialects' handlers reach (`/api/auth`, `/api/admin`, and `/v1` next): the
+//! actors, the store for lookups, the settings, and the store-backed brute-force limits.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::HttpRequest;
+use prometheus::{IntCounterVec, Opts, Registry};
+use sigil_actors::accounts::AccountDirectory;
+use sigil_actors::outbox::Sender;
+use sigil_actors::passwords::PasswordPool;
+use sigil_actors::sessions::SessionRegistry;
+use sigil_engine::config::{Config, RateLimit};
+use sigil_engine::store::{Millis, Store, now_ms};
+
+use crate::limits::Limits;
+
+pub struct AccountsState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub registry: Addr<SessionRegistry>,
+    pub directory: Addr<AccountDirectory>,
+    pub passwords: PasswordPool,
+    pub sender: Sender,
+    pub limits: Arc<Limits>,
+    pub metrics: AccountMetrics,
+}
+
+/// Outcomes of the account dialects, for Prometheus.
+#[derive(Clone)]
+pub struct AccountMetrics {
+    /// `sigil_account_logins_total{dialect, method, outcome}`.
+    pub logins: IntCounterVec,
+    /// `sigil_second_factor_total{dialect, method, outcome}`.
+    pub second_factor: IntCounterVec,
+}
+
+impl AccountMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let logins = IntCounterVec::new(
+            Opts::new("sigil_account_logins_total", "Account login attempts by dialect, method and outcome"),
+            &["dialect", "method", "outcome"],
+        )?;
+        let second_factor = IntCounterVec::new(
+            Opts::new("sigil_second_factor_total", "Second-factor attempts by dialect, method and outcome"),
+            &["dialect", "method", "outcome"],
+        )?;
+        registry.register(Box::new(logins.clone()))?;
+        registry.register(Box::new(second_factor.clone()))?;
+        Ok(Self { logins, second_factor })
+    }
+}
+
+impl AccountsState {
+    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+        self.limits.client_ip(req)
+    }
+
+    /// Counts one hit of `key` under `limit` in the store; `Err(wait_ms)` when over it.
+    /// Off when `limits.enabled = false`. A store failure lets the request through (and is
+    /// logged): the password and code checks behind the limit still stand.
+    pub fn hit(&self, label: &str, key: &str, limit: RateLimit) -> Result<(), Millis> {
+        if !self.limits.enabled() {
+            return Ok(());
+        }
+        match sigil_engine::limit::hit(self.store.as_ref(), key, limit, now_ms()) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(wait)) => {
+                self.limits.count_rejection(label);
+                Err(wait)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rate-limit counter unavailable");
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes back a hit counted by [`AccountsState::hit`] (a failure counter after a success).
+    pub fn refund(&self, key: &str) {
+        if self.limits.enabled()
+            && let Err(e) = sigil_engine::limit::refund(self.store.as_ref(), key)
+        {
+            tracing::warn!(error = %e, "rate-limit counter unavailable");
+        }
+    }
+}
