@@ -108,6 +108,13 @@ impl PasswordPool {
 fn work(jobs: &Receiver<Job>, hasher: &Hasher, metrics: Option<&PasswordMetrics>) {
     while let Ok(job) = jobs.recv() {
         let started = Instant::now();
+        // Metrics first, reply second: whoever is woken by the reply sees them updated.
+        let done = |metrics: Option<&PasswordMetrics>| {
+            if let Some(m) = metrics {
+                m.hash_seconds.observe(started.elapsed().as_secs_f64());
+                m.queue_depth.dec();
+            }
+        };
         match job {
             Job::Verify { password, phc, reply } => {
                 let verdict = match phc {
@@ -117,15 +124,14 @@ fn work(jobs: &Receiver<Job>, hasher: &Hasher, metrics: Option<&PasswordMetrics>
                         Verdict::Invalid
                     }
                 };
+                done(metrics);
                 let _ = reply.send(verdict);
             }
             Job::Hash { password, reply } => {
-                let _ = reply.send(hasher.hash(&password));
+                let hashed = hasher.hash(&password);
+                done(metrics);
+                let _ = reply.send(hashed);
             }
-        }
-        if let Some(m) = metrics {
-            m.hash_seconds.observe(started.elapsed().as_secs_f64());
-            m.queue_depth.dec();
         }
     }
 }

@@ -38,13 +38,55 @@ pub fn hit(store: &dyn Store, key: &str, limit: RateLimit, now: Millis) -> Resul
     Ok(verdict)
 }
 
-/// Takes back one hit (a counted attempt that turned out to be a success).
-pub fn refund(store: &dyn Store, key: &str) -> Result<(), StoreError> {
-    store.update(Cf::Counters, key.as_bytes(), true, &mut |current| match current.and_then(|c| decode(&c.value).map(|d| (d, c.expires_at))) {
-        Some(((start, hits), expires_at)) if hits > 0 => {
-            Change::Put { value: encode(start, hits - 1), expires_at, then: Batch::new() }
+/// Whether `key` is over `limit` at `now`, without counting: `Err(wait_ms)` when its window is
+/// full. For counters that count failures, checked before an attempt and hit after it failed.
+pub fn peek(store: &dyn Store, key: &str, limit: RateLimit, now: Millis) -> Result<Result<(), Millis>, StoreError> {
+    let window = u64::try_from(limit.per.as_millis()).unwrap_or(u64::MAX).max(1);
+    let state = store.get(Cf::Counters, key.as_bytes())?.and_then(|raw| decode(&raw));
+    Ok(match state {
+        Some((start, hits)) if now < start.saturating_add(window) && hits >= limit.count => {
+            Err(start.saturating_add(window).saturating_sub(now).max(1))
         }
-        _ => Change::Keep,
-    })?;
-    Ok(())
+        _ => Ok(()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Durability, RocksStore};
+
+    #[test]
+    fn fixed_windows_count_refuse_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path(), Durability::Fsync).unwrap();
+        // The store reads records as expired by the real clock, so times are real ones.
+        let t = crate::store::now_ms();
+        let limit = RateLimit::new(3, 10);
+        for _ in 0..3 {
+            assert_eq!(peek(&store, "k", limit, t).unwrap(), Ok(()));
+            assert_eq!(hit(&store, "k", limit, t).unwrap(), Ok(()));
+        }
+        assert_eq!(hit(&store, "k", limit, t + 3_000).unwrap(), Err(7_000), "full until +10 s");
+        assert_eq!(peek(&store, "k", limit, t + 3_000).unwrap(), Err(7_000));
+        assert_eq!(hit(&store, "other", limit, t + 3_000).unwrap(), Ok(()), "keys are separate");
+        assert_eq!(hit(&store, "k", limit, t + 10_000).unwrap(), Ok(()), "a new window");
+    }
+
+    #[test]
+    fn concurrent_hits_are_counted_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(RocksStore::open(dir.path(), Durability::Fsync).unwrap());
+        let limit = RateLimit::new(50, 60);
+        let allowed: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let store = store.clone();
+                    s.spawn(move || (0..20).filter(|_| hit(store.as_ref(), "k", limit, crate::store::now_ms()).unwrap().is_ok()).count())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(allowed, 50, "160 concurrent hits, exactly 50 allowed");
+    }
 }

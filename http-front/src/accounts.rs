@@ -77,10 +77,28 @@ impl AccountsState {
         }
     }
 
-    /// Takes back a hit counted by [`AccountsState::hit`] (a failure counter after a success).
-    pub fn refund(&self, key: &str) {
+    /// `Err(wait_ms)` when the failure counter `key` is full, without counting anything.
+    pub fn peek(&self, label: &str, key: &str, limit: RateLimit) -> Result<(), Millis> {
+        if !self.limits.enabled() {
+            return Ok(());
+        }
+        match sigil_engine::limit::peek(self.store.as_ref(), key, limit, now_ms()) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(wait)) => {
+                self.limits.count_rejection(label);
+                Err(wait)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rate-limit counter unavailable");
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts a failure on the counter `key` (checked with [`AccountsState::peek`]).
+    pub fn failed(&self, key: &str, limit: RateLimit) {
         if self.limits.enabled()
-            && let Err(e) = sigil_engine::limit::refund(self.store.as_ref(), key)
+            && let Err(e) = sigil_engine::limit::hit(self.store.as_ref(), key, limit, now_ms())
         {
             tracing::warn!(error = %e, "rate-limit counter unavailable");
         }

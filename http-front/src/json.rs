@@ -59,9 +59,14 @@ pub async fn read<T: DeserializeOwned>(req: &HttpRequest, mut payload: Payload, 
 }
 
 /// Parses a body already read (the part [`read`] does after reading), for tests and fuzzing.
+/// The body must be a JSON object (serde would otherwise also read a struct from an array).
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, BodyError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
+    if !value.is_object() {
+        return Err(BodyError::Malformed("the body must be a JSON object".into()));
+    }
+    serde_json::from_value(value).map_err(|e| BodyError::Malformed(e.to_string()))
 }
 
 #[cfg(test)]
@@ -87,6 +92,8 @@ mod tests {
         assert!(e.contains("missing field `password`"), "{e}");
         assert!(parse::<Login>(b"{\"username\":\"a\0\",\"password\":\"b\"").is_err());
         assert!(parse::<Login>(b"").is_err(), "an empty body is {{}}: fields missing");
+        let e = parse::<Login>(br#"["a","b"]"#).unwrap_err().to_string();
+        assert!(e.contains("must be a JSON object"), "{e}");
     }
 
     proptest! {

@@ -81,10 +81,11 @@ async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<
         })
     };
     limited(state.hit("login_per_ip", &format!("login-ip:{ip_text}"), limits.login_per_ip))?;
-    // Failures per account name: counted before the check (so concurrent guesses cannot
-    // overrun it), taken back when the password is right.
+    // Failures per account name: a full window refuses before any hashing; only wrong
+    // passwords count, so parallel logins of an honest script never meet it. Concurrent
+    // guesses can overrun the window by the logins in flight, which the per-IP limit bounds.
     let fail_key = format!("login-fail:{}", body.username.to_lowercase());
-    limited(state.hit("login_per_account", &fail_key, limits.login_per_account))?;
+    limited(state.peek("login_per_account", &fail_key, limits.login_per_account))?;
 
     let found = account::find(state.store.as_ref(), &body.username)?;
     let verdict = state.passwords.verify(body.password.clone(), found.as_ref().map(|a| a.password.clone())).await;
@@ -93,10 +94,10 @@ async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<
         (Some(a), Verdict::Valid { rehash }) => (a, rehash),
         _ => {
             outcome("invalid");
+            state.failed(&fail_key, limits.login_per_account);
             return Err(TokenError::InvalidToken.into());
         }
     };
-    state.refund(&fail_key);
     if rehash {
         rehash_in_background(&state, &account, body.password);
     }
