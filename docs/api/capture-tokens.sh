@@ -23,8 +23,10 @@ show() {
   printf '### %s\n\n```sh\ncurl' "$title"
   for a in "$@"; do
     case $a in
-      "$BASE"*) printf ' %s' "${a/$BASE/localhost:16127}" ;;
-      *\ *|*\"*|*\&*|*\$*) printf " '%s'" "$a" ;;
+      "$BASE"*)
+        a=${a/$BASE/localhost:16127}
+        case $a in *\?*|*\&*) printf " '%s'" "$a" ;; *) printf ' %s' "$a" ;; esac ;;
+      *\ *|*\"*|*\&*|*\$*|*\?*) printf " '%s'" "$a" ;;
       *) printf ' %s' "$a" ;;
     esac
   done

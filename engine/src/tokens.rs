@@ -177,7 +177,7 @@ pub fn record_use(store: &dyn Store, key: &[u8], s: &AccountSession, last: Milli
 pub fn tokens(store: &dyn Store, owner: Option<&str>, now: Millis) -> Result<Vec<(AccountSession, Millis)>, StoreError> {
     let all = match owner {
         Some(o) => session::of_owner(store, o)?,
-        None => session::all(store)?,
+        None => session::all_accounts(store)?,
     };
     let mut out = Vec::new();
     for (key, s) in all {

@@ -391,3 +391,72 @@ fn approximate_count_tracks_the_family_size() {
     let estimate = store.approximate_count(Cf::Sessions).unwrap();
     assert!((900..=1100).contains(&estimate), "after flush: {estimate}");
 }
+
+#[test]
+fn update_is_atomic_and_never_revives_a_deleted_key() {
+    use sigil_engine::store::Change;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    let mut b = Batch::new();
+    b.put(Cf::Counters, b"n".to_vec(), 0u64.to_be_bytes().to_vec());
+    store.write(b).unwrap();
+    // 8 threads × 250 increments by read-modify-write: none is lost.
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..250 {
+                    store
+                        .update(Cf::Counters, b"n", true, &mut |cur| {
+                            let n = u64::from_be_bytes(cur.unwrap().value.as_slice().try_into().unwrap());
+                            Change::Put { value: (n + 1).to_be_bytes().to_vec(), expires_at: None, then: Batch::new() }
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    let n = u64::from_be_bytes(store.get(Cf::Counters, b"n").unwrap().unwrap().as_slice().try_into().unwrap());
+    assert_eq!(n, 2000);
+
+    // A delete racing updates: once deleted, updates see nothing and write nothing.
+    let deleted = store.update(Cf::Counters, b"n", false, &mut |_| Change::Delete { then: Batch::new() }).unwrap();
+    assert!(matches!(deleted, Change::Delete { .. }));
+    let mut saw = None;
+    store
+        .update(Cf::Counters, b"n", false, &mut |cur| {
+            saw = Some(cur.is_some());
+            Change::Keep
+        })
+        .unwrap();
+    assert_eq!(saw, Some(false));
+    assert_eq!(store.get(Cf::Counters, b"n").unwrap(), None);
+}
+
+#[test]
+fn insert_new_claims_a_name_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    let barrier = Arc::new(Barrier::new(16));
+    let handles: Vec<_> = (0..16u8)
+        .map(|t| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut b = Batch::new();
+                b.put(Cf::AccountNames, b"u:alice".to_vec(), vec![t]);
+                b.put(Cf::Accounts, vec![t], b"record".to_vec());
+                store.insert_new(&[(Cf::AccountNames, b"u:alice".to_vec())], b).unwrap()
+            })
+        })
+        .collect();
+    let won: Vec<u8> = handles.into_iter().enumerate().filter_map(|(t, h)| h.join().unwrap().then_some(t as u8)).collect();
+    assert_eq!(won.len(), 1, "exactly one claim wins");
+    assert_eq!(store.get(Cf::AccountNames, b"u:alice").unwrap(), Some(vec![won[0]]));
+    for t in 0..16u8 {
+        assert_eq!(store.get(Cf::Accounts, &[t]).unwrap().is_some(), t == won[0], "a losing claim wrote nothing");
+    }
+}

@@ -12,7 +12,7 @@ use sigil_actors::outbox::Sender;
 use sigil_actors::passwords::PasswordPool;
 use sigil_actors::sessions::SessionRegistry;
 use sigil_engine::config::{Config, RateLimit};
-use sigil_engine::store::{Millis, Store, now_ms};
+use sigil_engine::store::{Millis, Store, StoreError, now_ms};
 
 use crate::limits::Limits;
 
@@ -64,17 +64,7 @@ impl AccountsState {
         if !self.limits.enabled() {
             return Ok(());
         }
-        match sigil_engine::limit::hit(self.store.as_ref(), key, limit, now_ms()) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(wait)) => {
-                self.limits.count_rejection(label);
-                Err(wait)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "rate-limit counter unavailable");
-                Ok(())
-            }
-        }
+        self.verdict(label, sigil_engine::limit::hit(self.store.as_ref(), key, limit, now_ms()))
     }
 
     /// `Err(wait_ms)` when the failure counter `key` is full, without counting anything.
@@ -82,7 +72,11 @@ impl AccountsState {
         if !self.limits.enabled() {
             return Ok(());
         }
-        match sigil_engine::limit::peek(self.store.as_ref(), key, limit, now_ms()) {
+        self.verdict(label, sigil_engine::limit::peek(self.store.as_ref(), key, limit, now_ms()))
+    }
+
+    fn verdict(&self, label: &str, counted: Result<Result<(), Millis>, StoreError>) -> Result<(), Millis> {
+        match counted {
             Ok(Ok(())) => Ok(()),
             Ok(Err(wait)) => {
                 self.limits.count_rejection(label);

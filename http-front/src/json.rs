@@ -66,7 +66,11 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, BodyError> {
     if !value.is_object() {
         return Err(BodyError::Malformed("the body must be a JSON object".into()));
     }
-    serde_json::from_value(value).map_err(|e| BodyError::Malformed(e.to_string()))
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        BodyError::Malformed(if path == "." { inner.to_string() } else { format!("{path}: {inner}") })
+    })
 }
 
 #[cfg(test)]
@@ -87,7 +91,7 @@ mod tests {
     fn errors_say_what_is_wrong() {
         assert!(parse::<Login>(br#"{"username":"a","password":"b"}"#).is_ok());
         let e = parse::<Login>(br#"{"username":5,"password":"b"}"#).unwrap_err().to_string();
-        assert!(e.contains("invalid type: integer `5`, expected a string"), "{e}");
+        assert_eq!(e, "username: invalid type: integer `5`, expected a string");
         let e = parse::<Login>(br#"{"username":"a"}"#).unwrap_err().to_string();
         assert!(e.contains("missing field `password`"), "{e}");
         assert!(parse::<Login>(b"{\"username\":\"a\0\",\"password\":\"b\"").is_err());

@@ -37,7 +37,7 @@ impl HttpMetrics {
         )?;
         let active_sessions = prometheus::IntGauge::new(
             "sigil_flux_active_sessions",
-            "Wallet sessions in the store (RocksDB's estimate, read at scrape time)",
+            "Sessions of every kind (wallet, token) in the store (RocksDB's estimate, read at scrape time)",
         )?;
         registry.register(Box::new(active_sessions.clone()))?;
         registry.register(Box::new(requests.clone()))?;

@@ -307,21 +307,17 @@ async fn make_accounts(ctx: &Ctx, args: &Args, n: usize) -> Result<Vec<String>, 
     Ok(names)
 }
 
+/// Sends `req`; the response if it is a 200, else the error kind.
+async fn ok_200(req: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
+    let res = req.send().await.map_err(|e| if e.is_timeout() { "timeout".to_string() } else { "connect".to_string() })?;
+    if res.status() == 200 { Ok(res) } else { Err(format!("http-{}", res.status().as_u16())) }
+}
+
 impl Ctx {
     /// Logs `user` in on the token API; returns the access token.
     async fn token_login(&self, user: &str) -> Result<String, String> {
-        let res = self
-            .client
-            .post(format!("{}/api/auth/login", self.base))
-            .json(&json!({"username": user, "password": LOAD_PASSWORD}))
-            .send()
-            .await
-            .map_err(|e| if e.is_timeout() { "timeout".to_string() } else { "connect".to_string() })?;
-        let status = res.status();
-        if status != 200 {
-            return Err(format!("http-{}", status.as_u16()));
-        }
-        let body: Value = res.json().await.map_err(|_| "bad-body".to_string())?;
+        let req = self.client.post(format!("{}/api/auth/login", self.base)).json(&json!({"username": user, "password": LOAD_PASSWORD}));
+        let body: Value = ok_200(req).await?.json().await.map_err(|_| "bad-body".to_string())?;
         body.get("access_token").and_then(Value::as_str).map(str::to_string).ok_or_else(|| "bad-body".into())
     }
 }
@@ -347,16 +343,10 @@ fn token_check_op(
         let ctx = ctx.clone();
         let token = tokens.get(k as usize % tokens.len().max(1)).cloned().unwrap_or_default();
         Box::pin(async move {
-            let res = ctx
-                .client
-                .get(format!("{}/api/auth/token", ctx.base))
-                .bearer_auth(token)
-                .send()
-                .await
-                .map_err(|e| if e.is_timeout() { "timeout".to_string() } else { "connect".to_string() })?;
-            let status = res.status();
+            let res = ok_200(ctx.client.get(format!("{}/api/auth/token", ctx.base)).bearer_auth(token)).await?;
+            // Read the body so the connection is reused.
             let _ = res.bytes().await;
-            if status == 200 { Ok(()) } else { Err(format!("http-{}", status.as_u16())) }
+            Ok(())
         })
     }
 }

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LOAD: &str = env!("CARGO_BIN_EXE_sigil-load");
+const SECRET: &str = "scenario-test-secret";
 
 struct Sigil(Child, String);
 
@@ -28,6 +29,8 @@ fn start_sigil(dir: &std::path::Path) -> Sigil {
         .env("SIGIL_SERVER__DATA_DIR", dir)
         .env("SIGIL_LIMITS__ENABLED", "false")
         .env("SIGIL_STORE__DURABILITY", "buffered")
+        .env("SIGIL_ACCOUNTS__INTERNAL_SECRET", SECRET)
+        .env("SIGIL_PASSWORDS__HASH", "{ memory_kib = 7168, iterations = 5, parallelism = 1 }")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
@@ -98,6 +101,13 @@ fn every_scenario_runs_and_reports() {
 
     let r = load(&url, &["get", "--path", "/healthz", "--count", "100"]);
     assert_eq!(r["ok"], 100, "{r}");
+
+    let r = load(&url, &["password-login", "--sessions", "3", "--count", "24", "--internal-secret", SECRET]);
+    assert_eq!(r["ok"], 24, "{r}");
+    let r = load(&url, &["token-check", "--sessions", "4", "--count", "200", "--internal-secret", SECRET]);
+    assert_eq!(r["ok"], 200, "{r}");
+    let out = Command::new(LOAD).args(["token-check", "--url", &url, "--quiet", "--count", "1"]).env_remove("SIGIL_LOAD_INTERNAL_SECRET").output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--internal-secret"));
 
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/mixed.toml");
     let r = load(&url, &["mixed", "--scenario-file", file.to_str().unwrap(), "--count", "300", "--sessions", "5"]);

@@ -258,6 +258,18 @@ pub fn all(store: &dyn Store) -> Result<Vec<(Vec<u8>, Session)>, StoreError> {
     Ok(out)
 }
 
+/// Every live account session (tokens and cookie sessions, not wallet sessions), oldest
+/// first, with its key: their keys share the marker byte, so this scans only them.
+pub fn all_accounts(store: &dyn Store) -> Result<Vec<(Vec<u8>, Session)>, StoreError> {
+    let mut out = store
+        .scan_prefix(Cf::Sessions, &[ACCOUNT_KEY_MARKER], usize::MAX)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, Session::decode(&v)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.sort_by_key(|(_, s)| s.created_at());
+    Ok(out)
+}
+
 /// When the session under `key` was last used: its recorded activity, or its creation.
 pub fn last_activity(store: &dyn Store, key: &[u8], created_at: Millis) -> Result<Millis, StoreError> {
     Ok(store
@@ -363,4 +375,81 @@ pub enum Edit {
     Save,
     /// Revoke the session.
     End,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Durability, RocksStore};
+
+    fn token(owner: &str, id: &str, now: Millis) -> AccountSession {
+        AccountSession {
+            id: id.into(),
+            owner: owner.into(),
+            dialect: Dialect::Token,
+            created_at: now,
+            expire_at: now + 60_000,
+            idle_ms: Some(10_000),
+            onetime: false,
+            hide_session: false,
+            verified: true,
+            last_verified: Some(now),
+            ip: "127.0.0.1".into(),
+            user_agent: String::new(),
+            failed_2fa: 0,
+            sms: None,
+        }
+    }
+
+    #[test]
+    fn every_kind_lives_in_one_registry_and_ends_one_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path(), Durability::Fsync).unwrap();
+        let now = crate::store::now_ms();
+        let wallet = FluxSession {
+            zelid: "1wallet".into(),
+            login_phrase: format!("{now}abc"),
+            signature_hash: "00".into(),
+            created_at: now,
+            expire_at: now + 60_000,
+        };
+        let token_key = account_key("secret-a");
+        let mut b = Batch::new();
+        open_writes(&mut b, wallet.login_phrase.as_bytes(), &Session::Wallet(wallet.clone())).unwrap();
+        open_writes(&mut b, &token_key, &Session::Account(token("guid-a", "id-a", now))).unwrap();
+        store.write(b).unwrap();
+
+        assert_eq!(all(&store).unwrap().len(), 2, "one registry holds both kinds");
+        assert_eq!(all_accounts(&store).unwrap().len(), 1);
+        assert_eq!(of_owner(&store, "1wallet").unwrap().len(), 1);
+        assert_eq!(key_of_id(&store, "id-a").unwrap(), Some(token_key.clone()));
+        assert_eq!(get(&store, wallet.login_phrase.as_bytes()).unwrap(), Some(Session::Wallet(wallet)));
+
+        touch(&store, &token_key, now, now + 5_000, 10_000, now + 60_000).unwrap();
+        assert_eq!(last_activity(&store, &token_key, now).unwrap(), now + 5_000);
+        let ended = end(&store, &token_key, &|s| s.owner() == "guid-a").unwrap();
+        assert!(matches!(ended, Some(Session::Account(_))));
+        assert_eq!(key_of_id(&store, "id-a").unwrap(), None, "the public id goes with it");
+        assert_eq!(store.get(Cf::SessionActivity, &token_key).unwrap(), None, "and its activity");
+        assert!(of_owner(&store, "guid-a").unwrap().is_empty());
+        // An update after the end sees nothing and writes nothing: no revival.
+        let after = update_account(&store, &token_key, &mut |s| if s.is_some() { Edit::Save } else { Edit::Keep }).unwrap();
+        assert_eq!(after, None);
+        assert_eq!(get(&store, &token_key).unwrap(), None);
+    }
+
+    #[test]
+    fn touches_are_rate_limited_by_the_granularity() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path(), Durability::Fsync).unwrap();
+        let now = crate::store::now_ms();
+        let key = account_key("s");
+        // 10 s window: granularity 100 ms.
+        assert_eq!(touch_granularity(10_000), 100);
+        assert_eq!(touch_granularity(14 * 86_400_000), 60_000);
+        touch(&store, &key, now, now + 50, 10_000, now + 60_000).unwrap();
+        assert_eq!(last_activity(&store, &key, now).unwrap(), now, "50 ms is within the granularity: no write");
+        touch(&store, &key, now, now + 150, 10_000, now + 60_000).unwrap();
+        assert_eq!(last_activity(&store, &key, now).unwrap(), now + 150);
+    }
 }
