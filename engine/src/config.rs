@@ -281,11 +281,14 @@ pub struct PasswordsConfig {
     pub workers: usize,
     /// Password checks that may wait for a worker; beyond it logins answer "rate limited".
     pub queue: usize,
+    /// Hash at the lowest CPU priority (SCHED_BATCH, nice 19): session checks and signature
+    /// verification always go first, password logins take the CPU they leave.
+    pub background: bool,
 }
 
 impl Default for PasswordsConfig {
     fn default() -> Self {
-        Self { hash: HashParams::default(), workers: 0, queue: 256 }
+        Self { hash: HashParams::default(), workers: 0, queue: 256, background: true }
     }
 }
 

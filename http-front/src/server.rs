@@ -20,7 +20,7 @@ use sigil_actors::verifier::{PoolConfig, VerifierPool};
 
 use sigil_actors::accounts::AccountDirectory;
 use sigil_actors::outbox::Sender;
-use sigil_actors::passwords::{PasswordMetrics, PasswordPool};
+use sigil_actors::passwords::{PasswordMetrics, PasswordPool, PoolSettings};
 use sigil_engine::account::password::Hasher;
 
 use crate::accounts::{AccountMetrics, AccountsState};
@@ -97,7 +97,12 @@ fn start_accounts(
     let startup = |what: &str, e: String| FrontError::Startup(format!("cannot start {what}: {e}"));
     let hasher = Hasher::new(config.passwords.hash).map_err(|e| startup("the password hasher", e.to_string()))?;
     let pool_metrics = PasswordMetrics::new(registry).map_err(|e| startup("the password pool", e.to_string()))?;
-    let passwords = PasswordPool::start(hasher, config.passwords.workers, config.passwords.queue, Some(pool_metrics))
+    let settings = PoolSettings {
+        workers: config.passwords.workers,
+        queue: config.passwords.queue,
+        background: config.passwords.background,
+    };
+    let passwords = PasswordPool::start(hasher, settings, Some(pool_metrics))
         .map_err(|e| startup("the password pool", e.to_string()))?;
     let sender = Sender::new(config.sms.clone(), Some(registry)).map_err(|e| startup("the message sender", e))?;
     let metrics = AccountMetrics::new(registry).map_err(|e| startup("the account metrics", e.to_string()))?;
