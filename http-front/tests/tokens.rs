@@ -758,3 +758,51 @@ async fn the_store_holds_no_secret_in_clear() {
     assert!(sms_hashed, "the pending SMS code is kept as its hash");
     store.close().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_revocations_acknowledged_mid_stream_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = serve(dir.path(), &[("SIGIL_LIMITS__ENABLED", "false")]);
+    create_user(&s, json!({"username": "nina", "password": "nina's password"})).await;
+    // Two clients log in and out continuously; every answered login is an acknowledged token,
+    // every answered logout an acknowledged revocation.
+    let issued = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let revoked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let (issued, revoked, base) = (issued.clone(), revoked.clone(), s.url(""));
+        clients.push(tokio::spawn(async move {
+            for i in 0.. {
+                let body = json!({"username": "nina", "password": "nina's password"});
+                let Ok(res) = http().post(format!("{base}/api/auth/login")).json(&body).send().await else { return };
+                let Ok(reply) = res.json::<Value>().await else { return };
+                let Some(token) = reply["access_token"].as_str().map(str::to_string) else { return };
+                if i % 3 == 2 {
+                    let Ok(res) = http().post(format!("{base}/api/auth/logout")).bearer_auth(&token).send().await else { return };
+                    if res.status() == 200 {
+                        revoked.lock().unwrap().push(token);
+                    }
+                } else {
+                    issued.lock().unwrap().push(token);
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    while issued.lock().unwrap().len() < 30 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    s.kill9();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let (issued, revoked) = (issued.lock().unwrap().clone(), revoked.lock().unwrap().clone());
+    assert!(issued.len() >= 20 && !revoked.is_empty(), "{} tokens, {} revocations before the kill", issued.len(), revoked.len());
+    let s = serve(dir.path(), &[("SIGIL_LIMITS__ENABLED", "false")]);
+    for t in &issued {
+        assert_eq!(get(&s, "/api/auth/token", t).await.status, 200, "an acknowledged token was lost");
+    }
+    for t in &revoked {
+        assert_eq!(get(&s, "/api/auth/token", t).await.status, 401, "an acknowledged revocation was lost");
+    }
+}
