@@ -54,3 +54,13 @@ impl From<ActorError> for sigil_engine::tokens::TokenError {
         }
     }
 }
+
+impl From<ActorError> for sigil_engine::web::WebError {
+    fn from(e: ActorError) -> Self {
+        tracing::warn!(error = %e, "actor unavailable");
+        match e {
+            ActorError::Overloaded(_) => Self::RateLimited(1_000),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}

@@ -28,7 +28,9 @@ use sigil_engine::flux::FluxError;
 use sigil_engine::flux::login::SignedPhrase;
 use sigil_engine::flux::session::{self, ActivePhrase, FluxSession, Opening};
 use sigil_engine::account::{Account, Method};
-use sigil_engine::session::{self as any_session, Session};
+use sigil_engine::secret::BearerToken;
+use sigil_engine::session::{self as any_session, AccountSession, Origin, Session};
+use sigil_engine::web::{self, TicketFactor, WebError};
 use sigil_engine::store::{Batch, Millis, Store, now_ms};
 use sigil_engine::tokens::{self, SmsToSend, TokenError};
 use tokio::sync::oneshot;
@@ -127,6 +129,33 @@ pub struct TokenSecondFactor {
 pub struct IssueTokenSms {
     pub key: Vec<u8>,
     pub account: Account,
+}
+
+/// Issue a `/v1` MFA ticket for an account whose password was right (`web::issue_ticket`).
+#[derive(Message)]
+#[rtype(result = "Result<Pending<String, WebError>, ActorError>")]
+pub struct IssueMfaTicket {
+    pub account: Account,
+    pub origin: Origin,
+    pub ttl_ms: Millis,
+}
+
+/// Answer a `/v1` MFA ticket with a code (`web::redeem_ticket`): the ticket is consumed and
+/// the session opened in one atomic write.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<(BearerToken, AccountSession, Account), WebError>, ActorError>")]
+pub struct RedeemMfaTicket {
+    pub ticket: String,
+    pub factor: TicketFactor,
+    pub code: String,
+    pub session_ttl_ms: Millis,
+}
+
+/// Start the SMS factor of a `/v1` MFA ticket (`web::ticket_sms`); answers what to send.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<Option<SmsToSend>, WebError>, ActorError>")]
+pub struct SendTicketSms {
+    pub ticket: String,
 }
 
 /// Sends `msg` to the registry and waits until its write is committed.
@@ -307,6 +336,34 @@ impl Handler<IssueTokenSms> for SessionRegistry {
 
     fn handle(&mut self, msg: IssueTokenSms, _: &mut Context<Self>) -> Self::Result {
         self.queue(move |c| tokens::issue_sms(c.store.as_ref(), &msg.key, &msg.account, now_ms()))
+    }
+}
+
+impl Handler<IssueMfaTicket> for SessionRegistry {
+    type Result = Result<Pending<String, WebError>, ActorError>;
+
+    fn handle(&mut self, m: IssueMfaTicket, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| web::issue_ticket(c.store.as_ref(), &m.account, &m.origin, m.ttl_ms, now_ms()))
+    }
+}
+
+impl Handler<RedeemMfaTicket> for SessionRegistry {
+    type Result = Result<Pending<(BearerToken, AccountSession, Account), WebError>, ActorError>;
+
+    fn handle(&mut self, m: RedeemMfaTicket, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| {
+            let opened = web::redeem_ticket(c.store.as_ref(), &m.ticket, m.factor, &m.code, m.session_ttl_ms, now_ms())?;
+            c.opened_account();
+            Ok(opened)
+        })
+    }
+}
+
+impl Handler<SendTicketSms> for SessionRegistry {
+    type Result = Result<Pending<Option<SmsToSend>, WebError>, ActorError>;
+
+    fn handle(&mut self, m: SendTicketSms, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| web::ticket_sms(c.store.as_ref(), &m.ticket, now_ms()))
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`limit`]: rate-limit and failure counters in the store;
 //! - [`flux`]: the Flux ZelID dialect: phrases, wallet sessions, privileges, field rules;
 //! - [`tokens`]: the token dialect's rules (`/api/auth`);
+//! - [`web`]: the account API's rules (`/v1`): MFA tickets and cookie/Bearer sessions;
 //! - [`sign`]: wallet-style signing for the load generator and tests.
 
 pub mod account;
@@ -22,3 +23,4 @@ pub mod sign;
 pub mod store;
 pub mod tokens;
 pub mod verify;
+pub mod web;

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use crate::account::{self, Account, AccountError, Method, factors};
 use crate::secret::BearerToken;
-use crate::session::{self, AccountSession, Dialect, Edit, MAX_2FA_ATTEMPTS, Session, SmsCode};
+use crate::session::{self, AccountSession, Dialect, Edit, MAX_2FA_ATTEMPTS, Origin, Session, SmsCode};
 use crate::store::{Batch, Millis, Store, StoreError};
 
 /// The dialect's error codes (spec A), one variant each.
@@ -108,25 +108,13 @@ pub struct LoginOptions {
 
 /// Mints a token for `account` and its session record (not yet written: see [`open_writes`]).
 pub fn mint(account: &Account, admission: Admission, opts: &LoginOptions, life: Lifetimes, now: Millis) -> Result<(BearerToken, Vec<u8>, AccountSession), TokenError> {
-    let token = BearerToken::generate().map_err(|e| TokenError::Unavailable(e.to_string()))?;
-    let key = session::account_key(&token.secret);
+    let origin = Origin { ip: opts.ip.clone(), user_agent: opts.user_agent.clone() };
     let verified = admission == Admission::Verified;
-    let s = AccountSession {
-        id: token.id.clone(),
-        owner: account.guid.clone(),
-        dialect: Dialect::Token,
-        created_at: now,
-        expire_at: now.saturating_add(life.expiry_ms),
-        idle_ms: Some(life.renew_ms),
-        onetime: opts.onetime,
-        hide_session: opts.hide_session,
-        verified,
-        last_verified: verified.then_some(now),
-        ip: opts.ip.clone(),
-        user_agent: session::agent::clip(&opts.user_agent),
-        failed_2fa: 0,
-        sms: None,
-    };
+    let (token, key, mut s) =
+        AccountSession::mint(&account.guid, Dialect::Token, &origin, life.expiry_ms, Some(life.renew_ms), verified, now)
+            .map_err(|e| TokenError::Unavailable(e.to_string()))?;
+    s.onetime = opts.onetime;
+    s.hide_session = opts.hide_session;
     Ok((token, key, s))
 }
 
@@ -167,10 +155,7 @@ pub fn lookup(store: &dyn Store, secret: &str, purpose: Purpose, now: Millis) ->
 /// Records an authenticated use: moves `last_activity` (sliding expiry). One-time tokens are
 /// not touched here; their use ends them (through the registry, exactly once).
 pub fn record_use(store: &dyn Store, key: &[u8], s: &AccountSession, last: Millis, now: Millis) -> Result<(), StoreError> {
-    match s.idle_ms {
-        Some(idle) => session::touch(store, key, last, now, idle, s.expire_at),
-        None => Ok(()),
-    }
+    session::record_use(store, key, s, last, now)
 }
 
 /// Every live token of `owner` (or of everyone), with its last activity, oldest first.

@@ -98,3 +98,23 @@ impl AccountsState {
         }
     }
 }
+
+/// Stores a hash at the current parameters after a login with an older one; the login does
+/// not wait for it (`Rehash` replaces the hash only if it is still the one that was checked).
+pub fn rehash_in_background(state: &actix_web::web::Data<AccountsState>, account: &sigil_engine::account::Account, password: String) {
+    let state = state.clone();
+    let (guid, old_phc) = (account.guid.clone(), account.password.clone());
+    actix_web::rt::spawn(async move {
+        let rehash = |new_phc| sigil_actors::accounts::Rehash { guid, old_phc, new_phc };
+        let done = match state.passwords.hash(password).await {
+            Ok(new_phc) => match state.directory.send(rehash(new_phc)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "re-hashing a password at the new parameters failed; the next login retries");
+        }
+    });
+}

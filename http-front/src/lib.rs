@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod routes;
 pub mod server;
 pub mod tokens;
+pub mod v1;
 
 pub use error::FrontError;
 pub use server::Sigil;

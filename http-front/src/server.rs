@@ -28,7 +28,7 @@ use crate::error::FrontError;
 use crate::flux::FluxState;
 use crate::limits::Limits;
 use crate::metrics::{self, HttpMetrics};
-use crate::{admin, flux, routes, tokens};
+use crate::{admin, flux, routes, tokens, v1};
 
 /// Threads of the sync actors that commit to the store. Concurrent commits share an fsync, so
 /// more writers than cores raise login throughput under fsync durability.
@@ -183,6 +183,7 @@ impl Sigil {
                 .configure(flux::routes::configure)
                 .configure(flux::ws::configure)
                 .configure(tokens::routes::configure)
+                .configure(v1::routes::configure)
                 .configure(admin::configure)
                 .default_service(web::to(routes::not_found))
         })

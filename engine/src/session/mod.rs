@@ -286,6 +286,12 @@ pub fn touch_granularity(idle_ms: Millis) -> Millis {
     (idle_ms / 100).min(60_000)
 }
 
+/// Records an authenticated use of an account session (its sliding window, or, without one,
+/// just its "last used" time for listings, to the minute).
+pub fn record_use(store: &dyn Store, key: &[u8], s: &AccountSession, last: Millis, now: Millis) -> Result<(), StoreError> {
+    touch(store, key, last, now, s.idle_ms.unwrap_or(6_000_000), s.expire_at)
+}
+
 /// Records a use of the session under `key` at `now` when the recorded one is older than the
 /// granularity. Relaxed (no fsync): it survives `kill -9`; a power cut may roll it back, which
 /// only makes the session lapse sooner — never later — so losing it is safe. A separate
@@ -301,7 +307,46 @@ pub fn touch(store: &dyn Store, key: &[u8], last: Millis, now: Millis, idle_ms: 
     store.write(b)
 }
 
+/// Who opens an account session, and from where.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: String,
+    pub user_agent: String,
+}
+
 impl AccountSession {
+    /// A new session of `dialect` for the account `owner` and its bearer token (the record is
+    /// not written: see [`open_writes`]). `verified` is false while a second factor is due.
+    pub fn mint(
+        owner: &str,
+        dialect: Dialect,
+        origin: &Origin,
+        lifetime_ms: Millis,
+        idle_ms: Option<Millis>,
+        verified: bool,
+        now: Millis,
+    ) -> Result<(crate::secret::BearerToken, Vec<u8>, Self), crate::secret::RandomError> {
+        let token = crate::secret::BearerToken::generate()?;
+        let key = account_key(&token.secret);
+        let s = AccountSession {
+            id: token.id.clone(),
+            owner: owner.to_string(),
+            dialect,
+            created_at: now,
+            expire_at: now.saturating_add(lifetime_ms),
+            idle_ms,
+            onetime: false,
+            hide_session: false,
+            verified,
+            last_verified: verified.then_some(now),
+            ip: origin.ip.clone(),
+            user_agent: agent::clip(&origin.user_agent),
+            failed_2fa: 0,
+            sms: None,
+        };
+        Ok((token, key, s))
+    }
+
     /// Whether the session is past its idle window at `now`, given its last use.
     pub fn idle_expired(&self, last_activity: Millis, now: Millis) -> bool {
         self.idle_ms.is_some_and(|idle| now > last_activity.saturating_add(idle))

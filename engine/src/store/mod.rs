@@ -59,10 +59,12 @@ pub enum Cf {
     SessionActivity,
     /// Rate-limit and failure counters (fixed windows), shared by every front.
     Counters,
+    /// Short-lived single-use tickets by SHA-256 of their secret (`/v1` MFA tickets).
+    Tickets,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 14] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Phrases,
         Cf::Sessions,
         Cf::SessionsByOwner,
@@ -77,6 +79,7 @@ impl Cf {
         Cf::SessionIds,
         Cf::SessionActivity,
         Cf::Counters,
+        Cf::Tickets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +98,7 @@ impl Cf {
             Cf::SessionIds => "session_ids",
             Cf::SessionActivity => "session_activity",
             Cf::Counters => "counters",
+            Cf::Tickets => "tickets",
         }
     }
 
@@ -116,6 +120,7 @@ impl Cf {
             Cf::SessionIds => 12,
             Cf::SessionActivity => 13,
             Cf::Counters => 14,
+            Cf::Tickets => 15,
         }
     }
 

@@ -46,8 +46,17 @@ async fn admin(req: &HttpRequest, state: &AccountsState) -> Result<(), ApiError>
             _ => Err(TokenError::InvalidToken.into()),
         };
     }
-    let caller = crate::tokens::bearer(state, req, Purpose::Use).await?;
-    if caller.account.is_admin() { Ok(()) } else { Err(TokenError::Insufficient.into()) }
+    // A Bearer token of either dialect: an `/api/auth` token, or a `/v1` session token.
+    let account = match crate::tokens::bearer(state, req, Purpose::Use).await {
+        Ok(caller) => caller.account,
+        Err(ApiError::Token(TokenError::InvalidToken)) => {
+            let secret = crate::bearer::token(req).ok_or(TokenError::InvalidToken)?;
+            let (_, session, _) = sigil_engine::web::lookup(state.store.as_ref(), &secret).map_err(|_| TokenError::InvalidToken)?;
+            account::get(state.store.as_ref(), &session.owner)?.filter(|a| !a.disabled).ok_or(TokenError::InvalidToken)?
+        }
+        Err(e) => return Err(e),
+    };
+    if account.is_admin() { Ok(()) } else { Err(TokenError::Insufficient.into()) }
 }
 
 /// The password of a create or patch, checked and hashed on the password pool.

@@ -3,7 +3,6 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sigil_actors::accounts::Rehash;
 use sigil_actors::outbox::{Channel, Message};
 use sigil_actors::sessions::{self, EndSession, IssueTokenSms, OpenAccountSession, TokenSecondFactor};
 use sigil_engine::account::password::{MAX_PASSWORD_BYTES, Verdict};
@@ -99,7 +98,7 @@ async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<
         }
     };
     if rehash {
-        rehash_in_background(&state, &account, body.password);
+        crate::accounts::rehash_in_background(&state, &account, body.password);
     }
     let admission = tokens::admit(state.store.as_ref(), &account, ip).inspect_err(|e| outcome(refusal(e)))?;
 
@@ -133,22 +132,6 @@ fn refusal(e: &TokenError) -> &'static str {
         TokenError::TwoFactorRequired => "second_factor_missing",
         _ => "invalid",
     }
-}
-
-/// Stores a hash at the current parameters after a login with an older one; the login does
-/// not wait for it.
-fn rehash_in_background(state: &State, account: &Account, password: String) {
-    let state = state.clone();
-    let (guid, old_phc) = (account.guid.clone(), account.password.clone());
-    actix_web::rt::spawn(async move {
-        let done = match state.passwords.hash(password).await {
-            Ok(new_phc) => state.directory.send(Rehash { guid, old_phc, new_phc }).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = done {
-            tracing::warn!(error = %e, "re-hashing a password at the new parameters failed; the next login retries");
-        }
-    });
 }
 
 fn send_sms(state: &AccountsState, sms: Option<SmsToSend>) -> bool {

@@ -1,0 +1,304 @@
+//! The account API's rules (`/v1`, spec B and C.4): who may log in, MFA tickets, and the
+//! cookie/Bearer sessions they open.
+//!
+//! A `/v1` session is an [`AccountSession`] of [`Dialect::Web`] in the one session registry.
+//! An account with a second factor gets an **MFA ticket** instead of a session: a random
+//! secret whose SHA-256 keys a record in [`Cf::Tickets`] for `accounts.mfa_ticket_ttl`. The
+//! ticket is consumed in the same atomic write that opens the session, so a ticket opens at
+//! most one session; each code check reserves one of its five attempts first, and the fifth
+//! failure burns it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::account::{self, Account, AccountError, factors};
+use crate::secret::{BearerToken, random_id, secret_hash};
+use crate::session::{self, AccountSession, Dialect, MAX_2FA_ATTEMPTS, Origin, Session, SmsCode};
+use crate::store::{Batch, Change, Cf, Millis, Store, StoreError};
+use crate::tokens::SmsToSend;
+
+/// The dialect's error codes (spec B), one variant each.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WebError {
+    #[error("UNAUTHORIZED")]
+    Unauthorized,
+    /// Unknown login and wrong password alike.
+    #[error("INVALID_CREDENTIALS")]
+    InvalidCredentials,
+    /// The account, or its group, may not log in.
+    #[error("ACCOUNT_DISABLED")]
+    AccountDisabled,
+    #[error("MFA_INVALID_TICKET")]
+    InvalidTicket,
+    #[error("INVALID_CODE")]
+    InvalidCode,
+    #[error("RATE_LIMITED")]
+    RateLimited(Millis),
+    /// `INVALID_FORM_BODY`: (path, message) pairs.
+    #[error("INVALID_FORM_BODY")]
+    InvalidForm(Vec<(String, String)>),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for WebError {
+    fn from(e: StoreError) -> Self {
+        WebError::Unavailable(e.to_string())
+    }
+}
+
+impl From<AccountError> for WebError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Store(s) => s.into(),
+            AccountError::Invalid { field, message } => WebError::InvalidForm(vec![(field.to_string(), message)]),
+            AccountError::NotFound => WebError::Unauthorized,
+            other => WebError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Checks that `account` may log in from `ip`: enabled, and its group (if any) allows logins
+/// and the address. A refusal by the group reads as a disabled account here (`/v1` has no
+/// group codes), without saying which rule refused.
+pub fn admit(store: &dyn Store, account: &Account, ip: Option<std::net::IpAddr>) -> Result<(), WebError> {
+    if account.disabled {
+        return Err(WebError::AccountDisabled);
+    }
+    if let Some(name) = &account.group {
+        let group = account::group(store, name)?.ok_or(WebError::AccountDisabled)?;
+        if !group.login_allowed || (!group.ip_allowlist.is_empty() && !ip.is_some_and(|ip| group.admits(ip))) {
+            return Err(WebError::AccountDisabled);
+        }
+    }
+    Ok(())
+}
+
+/// The methods a login's MFA answer lists (C.4): `totp`, `sms`, `recovery` (`webauthn` with
+/// passkeys, next).
+pub fn mfa_methods(account: &Account) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if account.totp.is_some() {
+        out.push("totp");
+    }
+    if account.phone.is_some() && (account.default_2fa == Some(account::Method::Mobile) || account.totp.is_some()) {
+        out.push("sms");
+    }
+    if !account.recovery.is_empty() {
+        out.push("recovery");
+    }
+    out
+}
+
+/// A session for `account`, not yet written (see [`session::open_writes`]).
+pub fn mint(account: &Account, origin: &Origin, ttl_ms: Millis, now: Millis) -> Result<(BearerToken, Vec<u8>, AccountSession), WebError> {
+    AccountSession::mint(&account.guid, Dialect::Web, origin, ttl_ms, None, true, now).map_err(|e| WebError::Unavailable(e.to_string()))
+}
+
+/// The live `/v1` session named by `secret` (cookie or Bearer), with its last use.
+pub fn lookup(store: &dyn Store, secret: &str) -> Result<(Vec<u8>, AccountSession, Millis), WebError> {
+    let key = session::account_key(secret);
+    match session::get(store, &key)? {
+        Some(Session::Account(s)) if s.dialect == Dialect::Web && s.verified => {
+            let last = session::last_activity(store, &key, s.created_at)?;
+            Ok((key, s, last))
+        }
+        _ => Err(WebError::Unauthorized),
+    }
+}
+
+/// Every live `/v1` session of `owner`, with its last use, oldest first.
+pub fn sessions_of(store: &dyn Store, owner: &str) -> Result<Vec<(AccountSession, Millis)>, StoreError> {
+    let mut out = Vec::new();
+    for (key, s) in session::of_owner(store, owner)? {
+        if let Session::Account(s) = s
+            && s.dialect == Dialect::Web
+        {
+            let last = session::last_activity(store, &key, s.created_at)?;
+            out.push((s, last));
+        }
+    }
+    Ok(out)
+}
+
+/// A pending login waiting for its second factor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// The account's guid.
+    pub account: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    /// Code checks used; the fifth failure burns the ticket.
+    pub attempts: u8,
+    pub ip: String,
+    pub user_agent: String,
+    pub sms: Option<SmsCode>,
+}
+
+fn ticket_key(ticket: &str) -> Vec<u8> {
+    secret_hash(ticket.as_bytes()).to_vec()
+}
+
+fn decode_ticket(raw: &[u8]) -> Option<Ticket> {
+    serde_json::from_slice(raw).ok()
+}
+
+fn encode_ticket(t: &Ticket) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(t).map_err(|_| StoreError::Corrupt { cf: "tickets", what: "unencodable ticket" })
+}
+
+/// Issues an MFA ticket for `account` (64 hex, 256 bits; only its hash is stored).
+pub fn issue_ticket(store: &dyn Store, account: &Account, origin: &Origin, ttl_ms: Millis, now: Millis) -> Result<String, WebError> {
+    let ticket = random_id().map_err(|e| WebError::Unavailable(e.to_string()))?;
+    let record = Ticket {
+        account: account.guid.clone(),
+        created_at: now,
+        expires_at: now.saturating_add(ttl_ms),
+        attempts: 0,
+        ip: origin.ip.clone(),
+        user_agent: origin.user_agent.clone(),
+        sms: None,
+    };
+    let mut b = Batch::new();
+    b.put_expiring(Cf::Tickets, ticket_key(&ticket), encode_ticket(&record)?, record.expires_at);
+    store.write(b)?;
+    Ok(ticket)
+}
+
+/// The live ticket, if any (no attempt is used).
+pub fn ticket(store: &dyn Store, ticket: &str) -> Result<Option<Ticket>, StoreError> {
+    Ok(store.get(Cf::Tickets, &ticket_key(ticket))?.as_deref().and_then(decode_ticket))
+}
+
+/// Starts (or restarts) the SMS factor of a ticket: a fresh code, of which only the hash is
+/// kept, unless one went out less than 30 s ago or the account has no phone.
+pub fn ticket_sms(store: &dyn Store, ticket: &str, now: Millis) -> Result<Option<SmsToSend>, WebError> {
+    let key = ticket_key(ticket);
+    let t = store.get(Cf::Tickets, &key)?.as_deref().and_then(decode_ticket).ok_or(WebError::InvalidTicket)?;
+    let account = account::get(store, &t.account)?.ok_or(WebError::InvalidTicket)?;
+    let Some(phone) = account.phone else { return Ok(None) };
+    let code = factors::new_sms_code().map_err(|e| WebError::Unavailable(e.to_string()))?;
+    let mut sent = false;
+    store.update(Cf::Tickets, &key, false, &mut |current| {
+        sent = false;
+        let Some((mut t, at)) = current.and_then(|c| Some((decode_ticket(&c.value)?, c.expires_at))) else { return Change::Keep };
+        if t.sms.as_ref().is_some_and(|s| now < s.sent_at + factors::SMS_RESEND_MS) {
+            return Change::Keep;
+        }
+        t.sms = Some(SmsCode { hash: factors::code_hash(&code), sent_at: now, expires_at: now + factors::SMS_CODE_TTL_MS });
+        match encode_ticket(&t) {
+            Ok(value) => {
+                sent = true;
+                Change::Put { value, expires_at: at, then: Batch::new() }
+            }
+            Err(_) => Change::Keep,
+        }
+    })?;
+    Ok(sent.then_some(SmsToSend { to: phone, code }))
+}
+
+/// Which second factor a ticket is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketFactor {
+    /// A TOTP code, or a recovery code (C.4: `/v1/auth/mfa/totp` takes both).
+    TotpOrRecovery,
+    Sms,
+}
+
+/// Answers a ticket with a code. Right: the ticket is consumed and the session opened in one
+/// atomic write, and the session's token returned. Wrong: `INVALID_CODE`, and the fifth wrong
+/// code burns the ticket. Unknown, expired or burned ticket: `MFA_INVALID_TICKET`.
+pub fn redeem_ticket(
+    store: &dyn Store,
+    ticket: &str,
+    factor: TicketFactor,
+    code: &str,
+    session_ttl_ms: Millis,
+    now: Millis,
+) -> Result<(BearerToken, AccountSession, Account), WebError> {
+    let key = ticket_key(ticket);
+    // 1. Reserve an attempt (a burned ticket is deleted).
+    let mut reserved: Option<Ticket> = None;
+    store.update(Cf::Tickets, &key, false, &mut |current| {
+        reserved = None;
+        let Some((mut t, at)) = current.and_then(|c| Some((decode_ticket(&c.value)?, c.expires_at))) else { return Change::Keep };
+        if t.attempts >= MAX_2FA_ATTEMPTS {
+            return Change::Delete { then: Batch::new() };
+        }
+        t.attempts += 1;
+        let Ok(value) = encode_ticket(&t) else { return Change::Keep };
+        reserved = Some(t);
+        Change::Put { value, expires_at: at, then: Batch::new() }
+    })?;
+    let t = reserved.ok_or(WebError::InvalidTicket)?;
+    let account = account::get(store, &t.account)?.ok_or(WebError::InvalidTicket)?;
+    // 2. Check the code, consuming it if right (TOTP step, recovery code); SMS codes are
+    //    consumed with the ticket below.
+    let accepted = match factor {
+        TicketFactor::TotpOrRecovery => {
+            if factors::normalize_recovery(code).is_some() {
+                account::use_recovery_code(store, &account.guid, code)?
+            } else {
+                account::use_totp(store, &account.guid, code, now / 1000)?
+            }
+        }
+        TicketFactor::Sms => {
+            let digits = factors::normalize_digits(code);
+            matches!((&t.sms, digits), (Some(sms), Some(d)) if now < sms.expires_at && factors::code_matches(&d, &sms.hash))
+        }
+    };
+    if !accepted {
+        if t.attempts >= MAX_2FA_ATTEMPTS {
+            store.update(Cf::Tickets, &key, false, &mut |_| Change::Delete { then: Batch::new() })?;
+        }
+        return Err(WebError::InvalidCode);
+    }
+    // 3. Consume the ticket and open the session in one write.
+    let origin = Origin { ip: t.ip.clone(), user_agent: t.user_agent.clone() };
+    let (token, session_key, s) = mint(&account, &origin, session_ttl_ms, now)?;
+    let mut opens = Batch::new();
+    session::open_writes(&mut opens, &session_key, &Session::Account(s.clone()))?;
+    let mut opened = false;
+    store.update(Cf::Tickets, &key, false, &mut |current| {
+        opened = false;
+        let same_sms = current.and_then(|c| decode_ticket(&c.value)).is_some_and(|now_t| factor != TicketFactor::Sms || now_t.sms == t.sms);
+        if !same_sms {
+            return Change::Keep;
+        }
+        opened = true;
+        Change::Delete { then: opens.clone() }
+    })?;
+    if opened { Ok((token, s, account)) } else { Err(WebError::InvalidTicket) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Durability, RocksStore};
+
+    #[test]
+    fn a_ticket_opens_one_session_and_burns_after_five_wrong_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path(), Durability::Fsync).unwrap();
+        let f = account::Fields { username: Some("zoe".into()), phone: Some(Some("+14155550100".into())), ..Default::default() };
+        let a = account::create(&store, &f, "$argon2id$x".into(), 1).unwrap();
+        let now = crate::store::now_ms();
+        let origin = Origin::default();
+
+        let t = issue_ticket(&store, &a, &origin, 300_000, now).unwrap();
+        let sms = ticket_sms(&store, &t, now).unwrap().unwrap();
+        assert!(ticket_sms(&store, &t, now + 1_000).unwrap().is_none(), "resend throttled");
+        assert!(matches!(redeem_ticket(&store, &t, TicketFactor::Sms, "000000x", 60_000, now), Err(WebError::InvalidCode)));
+        let (token, s, _) = redeem_ticket(&store, &t, TicketFactor::Sms, &factors::spaced(&sms.code), 60_000, now).unwrap();
+        assert_eq!(lookup(&store, &token.secret).unwrap().1, s);
+        assert!(matches!(redeem_ticket(&store, &t, TicketFactor::Sms, &sms.code, 60_000, now), Err(WebError::InvalidTicket)), "single use");
+
+        let t = issue_ticket(&store, &a, &origin, 300_000, now).unwrap();
+        let sms = ticket_sms(&store, &t, now).unwrap().unwrap();
+        let wrong = if sms.code == "111111" { "222222" } else { "111111" };
+        for _ in 0..MAX_2FA_ATTEMPTS {
+            assert!(matches!(redeem_ticket(&store, &t, TicketFactor::Sms, wrong, 60_000, now), Err(WebError::InvalidCode)));
+        }
+        assert!(matches!(redeem_ticket(&store, &t, TicketFactor::Sms, &sms.code, 60_000, now), Err(WebError::InvalidTicket)), "burned");
+        assert!(ticket(&store, &t).unwrap().is_none());
+    }
+}

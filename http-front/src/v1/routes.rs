@@ -1,0 +1,252 @@
+//! The `/v1` handlers: login, MFA tickets, logout, the caller's account and sessions, and the
+//! internal session check.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sigil_actors::outbox::{Channel, Message};
+use sigil_actors::sessions::{self, EndSession, IssueMfaTicket, OpenAccountSession, RedeemMfaTicket, SendTicketSms};
+use sigil_engine::account::password::{MAX_PASSWORD_BYTES, Verdict};
+use sigil_engine::account::{self, Account, factors};
+use sigil_engine::flux::iso_millis;
+use sigil_engine::secret::{BearerToken, constant_time_eq};
+use sigil_engine::session::agent::Agent;
+use sigil_engine::session::{self, AccountSession, Origin, Session};
+use sigil_engine::store::now_ms;
+use sigil_engine::web::{self as rules, TicketFactor, WebError};
+
+use super::error::V1Error;
+use super::{authenticate, session_cookie};
+use crate::accounts::AccountsState;
+use crate::json::{self, MAX_JSON_BODY};
+
+type State = web::Data<AccountsState>;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .route("/auth/login", web::post().to(login))
+            .route("/auth/mfa/totp", web::post().to(mfa_totp))
+            .route("/auth/mfa/sms/send", web::post().to(mfa_sms_send))
+            .route("/auth/mfa/sms", web::post().to(mfa_sms))
+            .route("/auth/logout", web::post().to(logout))
+            .route("/auth/sessions", web::get().to(list_sessions))
+            .route("/users/@me", web::get().to(me))
+            .route("/internal/sessions/validate", web::post().to(validate))
+            .default_service(web::to(unknown)),
+    );
+}
+
+async fn unknown() -> Result<HttpResponse, V1Error> {
+    Err(V1Error::NotFound)
+}
+
+fn origin_of(state: &AccountsState, req: &HttpRequest) -> Origin {
+    let user_agent = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    Origin { ip: state.client_ip(req).map(|i| i.to_string()).unwrap_or_default(), user_agent: user_agent.to_string() }
+}
+
+fn session_ttl_ms(state: &AccountsState) -> u64 {
+    state.config.accounts.session_ttl.as_millis()
+}
+
+/// `{"user_id","token"}` and the session cookie: a login (or a ticket) that opened a session.
+fn opened(state: &AccountsState, account: &Account, token: &BearerToken) -> HttpResponse {
+    let max_age = i64::try_from(session_ttl_ms(state) / 1000).unwrap_or(i64::MAX);
+    HttpResponse::Ok().cookie(session_cookie(state, &token.secret, max_age)).json(json!({"user_id": account.guid, "token": token.secret}))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    login: String,
+    password: String,
+}
+
+/// `POST /v1/auth/login {"login","password"}`: a session (cookie + token) for an account
+/// without a second factor, an MFA ticket for one with.
+async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
+    let body: LoginBody = json::read(&req, payload, MAX_JSON_BODY).await?;
+    let outcome = |o: &str| state.metrics.logins.with_label_values(&["v1", "password", o]).inc();
+    let mut invalid = Vec::new();
+    if body.login.is_empty() || body.login.len() > 256 {
+        invalid.push(("login".to_string(), "must be 1 to 256 bytes".to_string()));
+    }
+    if body.password.len() > MAX_PASSWORD_BYTES {
+        invalid.push(("password".to_string(), format!("must be at most {MAX_PASSWORD_BYTES} bytes")));
+    }
+    if !invalid.is_empty() {
+        return Err(WebError::InvalidForm(invalid).into());
+    }
+    let origin = origin_of(&state, &req);
+    let limits = &state.config.limits;
+    let limited = |r: Result<(), u64>| {
+        r.map_err(|wait| {
+            outcome("rate_limited");
+            V1Error::from(WebError::RateLimited(wait))
+        })
+    };
+    // The same counters as the token API: one account, one set of limits.
+    limited(state.hit("login_per_ip", &format!("login-ip:{}", origin.ip), limits.login_per_ip))?;
+    let fail_key = format!("login-fail:{}", body.login.to_lowercase());
+    limited(state.peek("login_per_account", &fail_key, limits.login_per_account))?;
+
+    let found = account::find(state.store.as_ref(), &body.login)?;
+    let verdict = state.passwords.verify(body.password.clone(), found.as_ref().map(|a| a.password.clone())).await;
+    let verdict = verdict.inspect_err(|_| outcome("unavailable"))?;
+    let (account, rehash) = match (found, verdict) {
+        (Some(a), Verdict::Valid { rehash }) => (a, rehash),
+        _ => {
+            outcome("invalid");
+            state.failed(&fail_key, limits.login_per_account);
+            return Err(WebError::InvalidCredentials.into());
+        }
+    };
+    if rehash {
+        crate::accounts::rehash_in_background(&state, &account, body.password);
+    }
+    rules::admit(state.store.as_ref(), &account, state.client_ip(&req)).inspect_err(|_| outcome("disabled"))?;
+
+    if account.has_second_factor() {
+        let ttl_ms = state.config.accounts.mfa_ticket_ttl.as_millis();
+        let ticket = sessions::request(&state.registry, IssueMfaTicket { account: account.clone(), origin, ttl_ms }).await?;
+        outcome("second_factor");
+        let methods = rules::mfa_methods(&account);
+        let sms = methods.contains(&"sms");
+        return Ok(HttpResponse::Ok().json(json!({"mfa": true, "ticket": ticket, "methods": methods, "sms": sms, "webauthn": false})));
+    }
+    let (token, key, s) = rules::mint(&account, &origin, session_ttl_ms(&state), now_ms())?;
+    let mut writes = sigil_engine::store::Batch::new();
+    session::open_writes(&mut writes, &key, &Session::Account(s))?;
+    sessions::request(&state.registry, OpenAccountSession { writes }).await?;
+    outcome("success");
+    Ok(opened(&state, &account, &token))
+}
+
+#[derive(Deserialize)]
+struct TicketBody {
+    ticket: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// Reads a ticket call's body and applies the MFA limits (per IP; the ticket's own five tries
+/// are counted by the engine).
+async fn ticket_body(req: &HttpRequest, payload: web::Payload, state: &AccountsState) -> Result<TicketBody, V1Error> {
+    let body: TicketBody = json::read(req, payload, MAX_JSON_BODY).await?;
+    if body.ticket.len() > 256 || body.code.len() > 256 {
+        return Err(WebError::InvalidForm(vec![("ticket".into(), "too long".into())]).into());
+    }
+    let ip = state.client_ip(req).map(|i| i.to_string()).unwrap_or_default();
+    state.hit("mfa_per_ip", &format!("mfa-ip:{ip}"), state.config.limits.mfa_per_ip).map_err(WebError::RateLimited)?;
+    Ok(body)
+}
+
+async fn redeem(state: &AccountsState, body: TicketBody, factor: TicketFactor, label: &str) -> Result<HttpResponse, V1Error> {
+    let msg = RedeemMfaTicket { ticket: body.ticket, factor, code: body.code, session_ttl_ms: session_ttl_ms(state) };
+    let result = sessions::request(&state.registry, msg).await;
+    let outcome = if result.is_ok() { "success" } else { "invalid" };
+    state.metrics.second_factor.with_label_values(&["v1", label, outcome]).inc();
+    let (token, _, account) = result?;
+    Ok(opened(state, &account, &token))
+}
+
+/// `POST /v1/auth/mfa/totp {"code","ticket"}`: a TOTP code or a recovery code.
+async fn mfa_totp(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
+    let body = ticket_body(&req, payload, &state).await?;
+    redeem(&state, body, TicketFactor::TotpOrRecovery, "totp").await
+}
+
+/// `POST /v1/auth/mfa/sms/send {"ticket"}` → 204 (the code goes out by the configured sender;
+/// at most one per 30 s).
+async fn mfa_sms_send(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
+    let body = ticket_body(&req, payload, &state).await?;
+    let sms = sessions::request(&state.registry, SendTicketSms { ticket: body.ticket }).await?;
+    if let Some(sms) = sms {
+        let text = format!("Your sigil code is {}", factors::spaced(&sms.code));
+        state.sender.send(Message { to: sms.to, channel: Channel::Sms, purpose: "2fa".into(), body: text, code: sms.code, at: now_ms() });
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /v1/auth/mfa/sms {"code","ticket"}`.
+async fn mfa_sms(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
+    let body = ticket_body(&req, payload, &state).await?;
+    redeem(&state, body, TicketFactor::Sms, "sms").await
+}
+
+/// `POST /v1/auth/logout` → 204: the session ends at once, the cookie is cleared.
+async fn logout(req: HttpRequest, state: State) -> Result<HttpResponse, V1Error> {
+    let caller = authenticate(&state, &req).await?;
+    sessions::request(&state.registry, EndSession { key: caller.key, owner: None }).await?;
+    Ok(HttpResponse::NoContent().cookie(session_cookie(&state, "", 0)).finish())
+}
+
+/// `GET /v1/users/@me`: the caller's account, without secrets.
+async fn me(req: HttpRequest, state: State) -> Result<HttpResponse, V1Error> {
+    let a = authenticate(&state, &req).await?.account;
+    Ok(HttpResponse::Ok().json(json!({
+        "id": a.guid,
+        "username": a.username,
+        "email": a.email,
+        "firstname": a.firstname,
+        "lastname": a.lastname,
+        "language": a.language,
+        "phone": a.phone,
+        "scopes": a.scopes,
+        "mfa_enabled": a.has_second_factor(),
+        "methods": rules::mfa_methods(&a),
+    })))
+}
+
+fn session_item(s: &AccountSession, last: u64, current: bool) -> Value {
+    json!({
+        "id": s.id,
+        "created_at": iso_millis(s.created_at),
+        "last_used_at": iso_millis(last),
+        "ip": s.ip,
+        "agent": Agent::parse(&s.user_agent),
+        "current": current,
+    })
+}
+
+/// `GET /v1/auth/sessions`: the caller's `/v1` sessions, oldest first. Ids are public
+/// handles, never tokens.
+async fn list_sessions(req: HttpRequest, state: State) -> Result<HttpResponse, V1Error> {
+    let caller = authenticate(&state, &req).await?;
+    let now = now_ms();
+    let items: Vec<Value> = rules::sessions_of(state.store.as_ref(), &caller.account.guid)?
+        .iter()
+        .map(|(s, last)| {
+            let current = s.id == caller.session.id;
+            session_item(s, if current { now } else { *last }, current)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(items))
+}
+
+#[derive(Deserialize)]
+struct ValidateBody {
+    token: String,
+}
+
+/// `POST /v1/internal/sessions/validate {"token"}` with `X-Internal-Secret` (constant-time
+/// compare): for services that receive a user's token and ask whether it is a session.
+async fn validate(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
+    let configured = state.config.accounts.internal_secret.as_deref().filter(|s| !s.is_empty());
+    let presented = req.headers().get("x-internal-secret").map(|v| v.as_bytes());
+    match (configured, presented) {
+        (Some(secret), Some(p)) if constant_time_eq(p, secret.as_bytes()) => {}
+        _ => return Err(WebError::Unauthorized.into()),
+    }
+    let body: ValidateBody = json::read(&req, payload, MAX_JSON_BODY).await?;
+    let store = state.store.as_ref();
+    let found = match rules::lookup(store, &body.token) {
+        Ok((_, s, _)) => account::get(store, &s.owner)?.filter(|a| !a.disabled).map(|a| (s, a)),
+        Err(WebError::Unauthorized) => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(HttpResponse::Ok().json(match found {
+        Some((s, a)) => json!({"valid": true, "user_id": a.guid, "scopes": a.scopes, "expires_at": iso_millis(s.expire_at)}),
+        None => json!({"valid": false}),
+    }))
+}
