@@ -56,6 +56,24 @@ pub struct DeleteAccount {
 pub struct EnrolTotp {
     pub guid: String,
     pub secret: Option<String>,
+    /// The step of the code that proved the enrolment (0 when an admin enrols).
+    pub used_step: u64,
+}
+
+/// Accept a TOTP code (a step once per account) or a recovery code (once), consuming it.
+#[derive(Message)]
+#[rtype(result = "Result<bool, AccountError>")]
+pub struct UseSecondFactor {
+    pub guid: String,
+    pub code: String,
+    pub recovery: bool,
+}
+
+/// Remove TOTP and the recovery codes.
+#[derive(Message)]
+#[rtype(result = "Result<Account, AccountError>")]
+pub struct RemoveTotp {
+    pub guid: String,
 }
 
 /// Store a fresh hash of the password that just logged in, unless the password changed
@@ -112,7 +130,25 @@ impl Handler<DeleteAccount> for AccountDirectory {
 impl Handler<EnrolTotp> for AccountDirectory {
     type Result = Result<(String, Vec<String>), AccountError>;
     fn handle(&mut self, m: EnrolTotp, _: &mut SyncContext<Self>) -> Self::Result {
-        account::enrol_totp(self.store.as_ref(), &m.guid, m.secret, now_ms())
+        account::enrol_totp(self.store.as_ref(), &m.guid, m.secret, m.used_step, now_ms())
+    }
+}
+
+impl Handler<UseSecondFactor> for AccountDirectory {
+    type Result = Result<bool, AccountError>;
+    fn handle(&mut self, m: UseSecondFactor, _: &mut SyncContext<Self>) -> Self::Result {
+        if m.recovery {
+            account::use_recovery_code(self.store.as_ref(), &m.guid, &m.code)
+        } else {
+            account::use_totp(self.store.as_ref(), &m.guid, &m.code, now_ms() / 1000)
+        }
+    }
+}
+
+impl Handler<RemoveTotp> for AccountDirectory {
+    type Result = Result<Account, AccountError>;
+    fn handle(&mut self, m: RemoveTotp, _: &mut SyncContext<Self>) -> Self::Result {
+        account::remove_totp(self.store.as_ref(), &m.guid)
     }
 }
 

@@ -158,6 +158,22 @@ pub struct SendTicketSms {
     pub ticket: String,
 }
 
+/// Put a `/v1` session in sudo mode (`web::grant_sudo`); answers the sudo token.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<String, WebError>, ActorError>")]
+pub struct GrantSudo {
+    pub key: Vec<u8>,
+    pub ttl_ms: Millis,
+}
+
+/// End the sessions of `owner` whose public ids are listed (others' ids are ignored).
+#[derive(Message)]
+#[rtype(result = "Result<Pending<usize, ActorError>, ActorError>")]
+pub struct EndSessionsById {
+    pub owner: String,
+    pub ids: Vec<String>,
+}
+
 /// Sends `msg` to the registry and waits until its write is committed.
 pub async fn request<M, T, E>(registry: &Addr<SessionRegistry>, msg: M) -> Result<T, E>
 where
@@ -364,6 +380,32 @@ impl Handler<SendTicketSms> for SessionRegistry {
 
     fn handle(&mut self, m: SendTicketSms, _: &mut Context<Self>) -> Self::Result {
         self.queue(move |c| web::ticket_sms(c.store.as_ref(), &m.ticket, now_ms()))
+    }
+}
+
+impl Handler<GrantSudo> for SessionRegistry {
+    type Result = Result<Pending<String, WebError>, ActorError>;
+
+    fn handle(&mut self, m: GrantSudo, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| web::grant_sudo(c.store.as_ref(), &m.key, m.ttl_ms, now_ms()))
+    }
+}
+
+impl Handler<EndSessionsById> for SessionRegistry {
+    type Result = Result<Pending<usize, ActorError>, ActorError>;
+
+    fn handle(&mut self, m: EndSessionsById, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| {
+            let store = c.store.as_ref();
+            let mut n = 0;
+            for id in &m.ids {
+                if let Some(key) = any_session::key_of_id(store, id)? {
+                    n += usize::from(any_session::end(store, &key, &|s| s.owner() == m.owner)?.is_some());
+                }
+            }
+            c.ended(n);
+            Ok(n)
+        })
     }
 }
 

@@ -31,6 +31,8 @@ pub enum WebError {
     InvalidTicket,
     #[error("INVALID_CODE")]
     InvalidCode,
+    #[error("SUDO_MODE_REQUIRED")]
+    SudoModeRequired,
     #[error("RATE_LIMITED")]
     RateLimited(Millis),
     /// `INVALID_FORM_BODY`: (path, message) pairs.
@@ -118,6 +120,36 @@ pub fn sessions_of(store: &dyn Store, owner: &str) -> Result<Vec<(AccountSession
         }
     }
     Ok(out)
+}
+
+/// Puts the session under `key` in sudo mode until `now + ttl_ms`; returns the sudo token
+/// (256 bits; only its hash is kept, in the session's own record, so it is valid with that
+/// session only and dies with it).
+pub fn grant_sudo(store: &dyn Store, key: &[u8], ttl_ms: Millis, now: Millis) -> Result<String, WebError> {
+    let token = crate::secret::BearerToken::generate().map_err(|e| WebError::Unavailable(e.to_string()))?.secret;
+    let hash = hex::encode(secret_hash(token.as_bytes()));
+    let mut live = false;
+    session::update_account(store, key, &mut |s| {
+        let Some(s) = s else {
+            live = false;
+            return session::Edit::Keep;
+        };
+        live = true;
+        s.sudo = Some(session::SudoGrant { hash: hash.clone(), until: now.saturating_add(ttl_ms) });
+        session::Edit::Save
+    })?;
+    if live { Ok(token) } else { Err(WebError::Unauthorized) }
+}
+
+/// Whether `presented` (the sudo cookie or `X-Sudo-Token`) is this session's live sudo grant.
+pub fn in_sudo(s: &AccountSession, presented: Option<&str>, now: Millis) -> bool {
+    match (&s.sudo, presented) {
+        (Some(grant), Some(p)) => {
+            let presented = hex::encode(secret_hash(p.as_bytes()));
+            now < grant.until && crate::secret::constant_time_eq(presented.as_bytes(), grant.hash.as_bytes())
+        }
+        _ => false,
+    }
 }
 
 /// A pending login waiting for its second factor.

@@ -265,3 +265,79 @@ async fn internal_validation_errors_limits_and_kill_9() {
     assert_eq!(send(plain().get(s.url("/v1/users/@me")).bearer_auth(&token)).await.status, 200);
     assert_eq!(send(plain().get(s.url("/v1/users/@me")).bearer_auth(&gone)).await.status, 401);
 }
+
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut out, mut buffer, mut bits) = (String::new(), 0u32, 0);
+    for b in bytes {
+        buffer = (buffer << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sudo_mode_gates_session_logout_and_totp_enrolment() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &[]);
+    create_user(&s, json!({"username": "hopper", "password": "nanoseconds!"})).await;
+    let b = browser();
+    assert_eq!(login(&s, &b, "hopper", "nanoseconds!").await.status, 200);
+    let other = login(&s, &plain(), "hopper", "nanoseconds!").await.body["token"].as_str().unwrap().to_string();
+    let list = send(b.get(s.url("/v1/auth/sessions"))).await.body;
+    let other_id = list.as_array().unwrap().iter().find(|i| i["current"] == false).unwrap()["id"].as_str().unwrap().to_string();
+
+    let end_other = || send(b.post(s.url("/v1/auth/sessions/logout")).header("origin", ORIGIN).json(&json!({"session_ids": [other_id]})));
+    let r = end_other().await;
+    assert_eq!((r.status, r.body["code"].clone()), (403, json!("SUDO_MODE_REQUIRED")));
+
+    let verify = |body: Value| send(b.post(s.url("/v1/auth/sudo/verify")).header("origin", ORIGIN).json(&body));
+    let r = verify(json!({"password": "wrong guess"})).await;
+    assert_eq!((r.status, r.body["code"].clone()), (400, json!("INVALID_CREDENTIALS")));
+    let r = verify(json!({"password": "nanoseconds!"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sudo_token = r.body["sudo_token"].as_str().unwrap().to_string();
+    let cookie = r.set_cookie.iter().find(|c| c.starts_with("sigil_sudo_mode=")).unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=900"] {
+        assert!(cookie.contains(attr), "{attr} missing: {cookie}");
+    }
+    // The jar sends the sudo cookie: the other session ends; again is harmless.
+    assert_eq!(end_other().await.status, 204);
+    assert_eq!(send(plain().get(s.url("/v1/users/@me")).bearer_auth(&other)).await.status, 401);
+    assert_eq!(end_other().await.status, 204, "idempotent");
+
+    // The grant is bound to its session: another session cannot use its token.
+    let third = login(&s, &plain(), "hopper", "nanoseconds!").await.body["token"].as_str().unwrap().to_string();
+    let as_third = |token: &str| {
+        send(plain().post(s.url("/v1/auth/sessions/logout")).bearer_auth(&third).header("x-sudo-token", token).json(&json!({"session_ids": []})))
+    };
+    assert_eq!(as_third(&sudo_token).await.body["code"], "SUDO_MODE_REQUIRED");
+    let own = send(plain().post(s.url("/v1/auth/sudo/verify")).bearer_auth(&third).json(&json!({"password": "nanoseconds!"}))).await;
+    let own = own.body["sudo_token"].as_str().unwrap().to_string();
+    assert_eq!(as_third(&own).await.status, 204, "a native client's X-Sudo-Token");
+
+    // TOTP enrolment: the client makes the secret and proves it with a code.
+    let secret = base32(&[0x5a; 20]);
+    let enable = |code: String| send(b.post(s.url("/v1/users/@me/mfa/totp/enable")).header("origin", ORIGIN).json(&json!({"secret": secret, "code": code})));
+    assert_eq!(enable("000000".into()).await.body["code"], "INVALID_CODE");
+    fresh_step().await;
+    let r = enable(totp_now(&secret)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let codes: Vec<String> = r.body["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    assert_eq!(codes.len(), 10);
+    assert_eq!(login(&s, &plain(), "hopper", "nanoseconds!").await.body["mfa"], true, "a password login now asks for it");
+    // Without sudo, no change; with it, a recovery code removes TOTP.
+    let r = send(plain().post(s.url("/v1/users/@me/mfa/totp/disable")).bearer_auth(&third).json(&json!({"code": codes[0]}))).await;
+    assert_eq!(r.body["code"], "SUDO_MODE_REQUIRED");
+    let r = send(b.post(s.url("/v1/users/@me/mfa/totp/disable")).header("origin", ORIGIN).json(&json!({"code": codes[0]}))).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = login(&s, &plain(), "hopper", "nanoseconds!").await;
+    assert!(r.body.get("mfa").is_none() && r.body["token"].is_string(), "{}", r.body);
+}

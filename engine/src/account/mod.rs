@@ -489,16 +489,24 @@ pub fn delete(store: &dyn Store, guid: &str) -> Result<Account, AccountError> {
     Ok(account)
 }
 
-/// Enrols a new TOTP secret and fresh recovery codes (replacing earlier ones); sets
-/// `default_2fa` to TOTP if it was unset. Returns the secret and the codes in clear, once.
-pub fn enrol_totp(store: &dyn Store, guid: &str, secret: Option<String>, now: Millis) -> Result<(String, Vec<String>), AccountError> {
+/// Enrols a TOTP secret (a new one unless given) and fresh recovery codes (replacing earlier
+/// ones); sets `default_2fa` to TOTP if it was unset. `used_step` is the step of the code that
+/// proved the enrolment (it cannot be used again). Returns the secret and the codes in clear,
+/// once.
+pub fn enrol_totp(
+    store: &dyn Store,
+    guid: &str,
+    secret: Option<String>,
+    used_step: u64,
+    now: Millis,
+) -> Result<(String, Vec<String>), AccountError> {
     let secret = match secret {
         Some(s) => s,
         None => factors::new_totp_secret().map_err(|_| AccountError::Random)?,
     };
     let (codes, hashes) = factors::new_recovery_codes().map_err(|_| AccountError::Random)?;
     modify(store, guid, false, &mut |a| {
-        a.totp = Some(TotpFactor { secret: secret.clone(), last_step: 0, enrolled_at: now });
+        a.totp = Some(TotpFactor { secret: secret.clone(), last_step: used_step, enrolled_at: now });
         a.recovery = hashes.clone();
         if a.default_2fa.is_none() {
             a.default_2fa = Some(Method::Totp);
@@ -506,6 +514,19 @@ pub fn enrol_totp(store: &dyn Store, guid: &str, secret: Option<String>, now: Mi
         Ok(())
     })?;
     Ok((secret, codes))
+}
+
+/// Removes TOTP and the recovery codes; `default_2fa` falls back to `mobile` when a phone is
+/// set and it was TOTP, else to none.
+pub fn remove_totp(store: &dyn Store, guid: &str) -> Result<Account, AccountError> {
+    modify(store, guid, false, &mut |a| {
+        a.totp = None;
+        a.recovery.clear();
+        if a.default_2fa == Some(Method::Totp) || a.default_2fa == Some(Method::Otp) {
+            a.default_2fa = None;
+        }
+        Ok(())
+    })
 }
 
 /// Accepts `code` as the account's TOTP at `unix_secs` if it matches a step within ±1 that is

@@ -75,6 +75,17 @@ pub struct AccountSession {
     pub failed_2fa: u8,
     #[serde(default)]
     pub sms: Option<SmsCode>,
+    /// Sudo mode (`/v1`): bound to this session by living in its record.
+    #[serde(default)]
+    pub sudo: Option<SudoGrant>,
+}
+
+/// A sudo-mode grant: the hash of its token and when it lapses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SudoGrant {
+    /// hex SHA-256 of the sudo token.
+    pub hash: String,
+    pub until: Millis,
 }
 
 /// Wrong second-factor codes a session survives.
@@ -343,6 +354,7 @@ impl AccountSession {
             user_agent: agent::clip(&origin.user_agent),
             failed_2fa: 0,
             sms: None,
+            sudo: None,
         };
         Ok((token, key, s))
     }
@@ -443,6 +455,7 @@ mod tests {
             user_agent: String::new(),
             failed_2fa: 0,
             sms: None,
+            sudo: None,
         }
     }
 

@@ -117,7 +117,7 @@ async fn enrol_totp(req: HttpRequest, path: web::Path<String>, payload: web::Pay
     let _: serde_json::Value = json::read(&req, payload, MAX_JSON_BODY).await?;
     let guid = path.into_inner();
     let a = account::get(state.store.as_ref(), &guid)?.ok_or(ApiError::NotFound)?;
-    let (secret, codes) = state.directory.send(EnrolTotp { guid, secret: None }).await??;
+    let (secret, codes) = state.directory.send(EnrolTotp { guid, secret: None, used_step: 0 }).await??;
     let uri = factors::otpauth_uri(&secret, &a.username).unwrap_or_default();
     Ok(HttpResponse::Ok().json(json!({"secret": secret, "otpauth_uri": uri, "recovery_codes": codes})))
 }

@@ -53,6 +53,7 @@ impl V1Error {
                 WebError::AccountDisabled => ("ACCOUNT_DISABLED", "This account may not log in"),
                 WebError::InvalidTicket => ("MFA_INVALID_TICKET", "Unknown, expired or used MFA ticket"),
                 WebError::InvalidCode => ("INVALID_CODE", "Invalid code"),
+                WebError::SudoModeRequired => ("SUDO_MODE_REQUIRED", "Confirm your password or second factor first (sudo mode)"),
                 WebError::RateLimited(_) => ("RATE_LIMITED", "Too many requests, try again later"),
                 WebError::InvalidForm(_) => ("INVALID_FORM_BODY", "Input Validation Error"),
                 WebError::Unavailable(_) => ("UNAVAILABLE", "The service is unavailable, try again later"),
@@ -91,7 +92,7 @@ impl ResponseError for V1Error {
                 WebError::InvalidCredentials | WebError::InvalidTicket | WebError::InvalidCode | WebError::InvalidForm(_) => {
                     StatusCode::BAD_REQUEST
                 }
-                WebError::AccountDisabled => StatusCode::FORBIDDEN,
+                WebError::AccountDisabled | WebError::SudoModeRequired => StatusCode::FORBIDDEN,
                 WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
                 WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             },

@@ -5,7 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sigil_actors::outbox::{Channel, Message};
-use sigil_actors::sessions::{self, EndSession, IssueMfaTicket, OpenAccountSession, RedeemMfaTicket, SendTicketSms};
+use sigil_actors::accounts::{EnrolTotp, RemoveTotp, UseSecondFactor};
+use sigil_actors::sessions::{self, EndSession, EndSessionsById, GrantSudo, IssueMfaTicket, OpenAccountSession, RedeemMfaTicket, SendTicketSms};
 use sigil_engine::account::password::{MAX_PASSWORD_BYTES, Verdict};
 use sigil_engine::account::{self, Account, factors};
 use sigil_engine::flux::iso_millis;
@@ -16,7 +17,7 @@ use sigil_engine::store::now_ms;
 use sigil_engine::web::{self as rules, TicketFactor, WebError};
 
 use super::error::V1Error;
-use super::{authenticate, session_cookie};
+use super::{Caller, authenticate, session_cookie};
 use crate::accounts::AccountsState;
 use crate::json::{self, MAX_JSON_BODY};
 
@@ -31,6 +32,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/auth/mfa/sms", web::post().to(mfa_sms))
             .route("/auth/logout", web::post().to(logout))
             .route("/auth/sessions", web::get().to(list_sessions))
+            .route("/auth/sessions/logout", web::post().to(logout_sessions))
+            .route("/auth/sudo/verify", web::post().to(sudo_verify))
+            .route("/users/@me/mfa/totp/enable", web::post().to(totp_enable))
+            .route("/users/@me/mfa/totp/disable", web::post().to(totp_disable))
             .route("/users/@me", web::get().to(me))
             .route("/internal/sessions/validate", web::post().to(validate))
             .default_service(web::to(unknown)),
@@ -249,4 +254,125 @@ async fn validate(req: HttpRequest, payload: web::Payload, state: State) -> Resu
         Some((s, a)) => json!({"valid": true, "user_id": a.guid, "scopes": a.scopes, "expires_at": iso_millis(s.expire_at)}),
         None => json!({"valid": false}),
     }))
+}
+
+/// Passes if the request carries this session's live sudo grant: the sudo cookie or
+/// `X-Sudo-Token` (C.4). Sudo-gated calls answer `403 SUDO_MODE_REQUIRED` otherwise.
+fn require_sudo(state: &AccountsState, req: &HttpRequest, caller: &Caller) -> Result<(), V1Error> {
+    let cookie = req.cookie(&state.config.accounts.sudo_cookie_name).map(|c| c.value().to_string());
+    let header = req.headers().get("x-sudo-token").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let presented = cookie.or(header);
+    if rules::in_sudo(&caller.session, presented.as_deref(), now_ms()) { Ok(()) } else { Err(WebError::SudoModeRequired.into()) }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SudoBody {
+    password: Option<String>,
+    mfa_method: Option<String>,
+    code: Option<String>,
+}
+
+/// `POST /v1/auth/sudo/verify {"password"} | {"mfa_method": "totp"|"recovery", "code"}`: a
+/// 15-minute sudo grant bound to this session, as the sudo cookie (HttpOnly,
+/// SameSite=Strict) and as `{"sudo_token"}` for `X-Sudo-Token`.
+async fn sudo_verify(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
+    let caller = authenticate(&state, &req).await?;
+    let body: SudoBody = json::read(&req, payload, MAX_JSON_BODY).await?;
+    let limits = &state.config.limits;
+    let fail_key = format!("sudo-fail:{}", caller.account.guid);
+    state.peek("login_per_account", &fail_key, limits.login_per_account).map_err(WebError::RateLimited)?;
+    let confirmed = match (&body.password, body.mfa_method.as_deref(), &body.code) {
+        (Some(p), None, None) if p.len() <= MAX_PASSWORD_BYTES => {
+            matches!(state.passwords.verify(p.clone(), Some(caller.account.password.clone())).await?, Verdict::Valid { .. })
+        }
+        (None, Some(method @ ("totp" | "recovery")), Some(code)) => {
+            use_factor(&state, &caller.account.guid, code, method == "recovery").await?
+        }
+        _ => {
+            let why = "give {\"password\"} or {\"mfa_method\": \"totp\"|\"recovery\", \"code\"}";
+            return Err(WebError::InvalidForm(vec![(String::new(), why.to_string())]).into());
+        }
+    };
+    if !confirmed {
+        state.failed(&fail_key, limits.login_per_account);
+        let err = if body.password.is_some() { WebError::InvalidCredentials } else { WebError::InvalidCode };
+        return Err(err.into());
+    }
+    let ttl_ms = state.config.accounts.sudo_ttl.as_millis();
+    let token = sessions::request(&state.registry, GrantSudo { key: caller.key, ttl_ms }).await?;
+    let cookie = actix_web::cookie::Cookie::build(state.config.accounts.sudo_cookie_name.clone(), token.clone())
+        .http_only(true)
+        .secure(state.config.accounts.cookie_secure)
+        .same_site(actix_web::cookie::SameSite::Strict)
+        .path("/")
+        .max_age(actix_web::cookie::time::Duration::seconds(i64::try_from(ttl_ms / 1000).unwrap_or(900)))
+        .finish();
+    Ok(HttpResponse::Ok().cookie(cookie).json(json!({"sudo_token": token})))
+}
+
+#[derive(Deserialize)]
+struct SessionIds {
+    session_ids: Vec<String>,
+}
+
+/// `POST /v1/auth/sessions/logout {"session_ids"}` (sudo) → 204: ends the listed sessions of
+/// the caller; unknown or others' ids are ignored, so a repeat is harmless.
+async fn logout_sessions(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
+    let caller = authenticate(&state, &req).await?;
+    require_sudo(&state, &req, &caller)?;
+    let body: SessionIds = json::read(&req, payload, MAX_JSON_BODY).await?;
+    if body.session_ids.len() > 1000 {
+        return Err(WebError::InvalidForm(vec![("session_ids".into(), "at most 1000".into())]).into());
+    }
+    sessions::request(&state.registry, EndSessionsById { owner: caller.account.guid, ids: body.session_ids }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+struct TotpEnable {
+    secret: String,
+    code: String,
+}
+
+/// `POST /v1/users/@me/mfa/totp/enable {"secret","code"}` (sudo): the client made the base32
+/// secret and proves its authenticator with a code; answers fresh recovery codes.
+async fn totp_enable(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
+    let caller = authenticate(&state, &req).await?;
+    require_sudo(&state, &req, &caller)?;
+    let body: TotpEnable = json::read(&req, payload, MAX_JSON_BODY).await?;
+    if factors::decode_secret(&body.secret).is_none() {
+        return Err(WebError::InvalidForm(vec![("secret".into(), "must be base32 of at least 128 bits".into())]).into());
+    }
+    let step = factors::totp_match(&body.secret, &body.code, now_ms() / 1000).ok_or(WebError::InvalidCode)?;
+    let secret = body.secret.trim().to_ascii_uppercase();
+    let msg = EnrolTotp { guid: caller.account.guid, secret: Some(secret), used_step: step };
+    let (_, codes) = state.directory.send(msg).await.map_err(|e| WebError::Unavailable(e.to_string()))??;
+    Ok(HttpResponse::Ok().json(json!({"recovery_codes": codes})))
+}
+
+#[derive(Deserialize)]
+struct TotpDisable {
+    code: String,
+}
+
+/// `POST /v1/users/@me/mfa/totp/disable {"code"}` (sudo) → 204: a current TOTP code (or a
+/// recovery code) removes TOTP and the recovery codes.
+async fn totp_disable(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
+    let caller = authenticate(&state, &req).await?;
+    require_sudo(&state, &req, &caller)?;
+    let body: TotpDisable = json::read(&req, payload, MAX_JSON_BODY).await?;
+    let guid = caller.account.guid.clone();
+    let recovery = factors::normalize_recovery(&body.code).is_some();
+    if !use_factor(&state, &guid, &body.code, recovery).await? {
+        return Err(WebError::InvalidCode.into());
+    }
+    state.directory.send(RemoveTotp { guid }).await.map_err(|e| WebError::Unavailable(e.to_string()))??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Consumes a TOTP or recovery code of the account through the account directory.
+async fn use_factor(state: &AccountsState, guid: &str, code: &str, recovery: bool) -> Result<bool, V1Error> {
+    let msg = UseSecondFactor { guid: guid.to_string(), code: code.to_string(), recovery };
+    Ok(state.directory.send(msg).await.map_err(|e| WebError::Unavailable(e.to_string()))??)
 }
