@@ -69,6 +69,14 @@ pub struct UseSecondFactor {
     pub recovery: bool,
 }
 
+/// Trust a login address of the account (its first login, or an approved new one).
+#[derive(Message)]
+#[rtype(result = "Result<(), AccountError>")]
+pub struct AuthorizeIp {
+    pub guid: String,
+    pub ip: String,
+}
+
 /// Remove TOTP and the recovery codes.
 #[derive(Message)]
 #[rtype(result = "Result<Account, AccountError>")]
@@ -142,6 +150,13 @@ impl Handler<UseSecondFactor> for AccountDirectory {
         } else {
             account::use_totp(self.store.as_ref(), &m.guid, &m.code, now_ms() / 1000)
         }
+    }
+}
+
+impl Handler<AuthorizeIp> for AccountDirectory {
+    type Result = Result<(), AccountError>;
+    fn handle(&mut self, m: AuthorizeIp, _: &mut SyncContext<Self>) -> Self::Result {
+        account::authorize_ip(self.store.as_ref(), &m.guid, &m.ip)
     }
 }
 

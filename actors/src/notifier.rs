@@ -20,12 +20,16 @@ pub enum Topic {
     Login(String),
     /// `/ws/sign/{identifier}`: a signature provided for this identifier.
     Sign(String),
+    /// `/v1/auth/authorize-ip/ws`: the new-location login with this wait id was approved.
+    IpAuthorized(String),
 }
 
 #[derive(Debug, Clone)]
 pub enum Payload {
     Login { session: FluxSession, signature: String },
     Signature(ProvidedSignature),
+    /// The waiting login may now take its session.
+    IpAuthorized,
 }
 
 #[derive(Debug, Clone)]

@@ -174,6 +174,30 @@ pub struct EndSessionsById {
     pub ids: Vec<String>,
 }
 
+/// Start a `/v1` new-location approval; answers (ticket, code).
+#[derive(Message)]
+#[rtype(result = "Result<Pending<(String, String), WebError>, ActorError>")]
+pub struct StartIpAuthorization {
+    pub account: Account,
+    pub origin: Origin,
+    pub ttl_ms: Millis,
+}
+
+/// Approve a new login address by its code; wakes the waiting websocket.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<(), WebError>, ActorError>")]
+pub struct ApproveIp {
+    pub code: String,
+}
+
+/// Take the session of an approved new-location login (`None` while it waits).
+#[derive(Message)]
+#[rtype(result = "Result<Pending<Option<(BearerToken, AccountSession, Account)>, WebError>, ActorError>")]
+pub struct ClaimIpSession {
+    pub wait_id: String,
+    pub session_ttl_ms: Millis,
+}
+
 /// Sends `msg` to the registry and waits until its write is committed.
 pub async fn request<M, T, E>(registry: &Addr<SessionRegistry>, msg: M) -> Result<T, E>
 where
@@ -405,6 +429,42 @@ impl Handler<EndSessionsById> for SessionRegistry {
             }
             c.ended(n);
             Ok(n)
+        })
+    }
+}
+
+impl Handler<StartIpAuthorization> for SessionRegistry {
+    type Result = Result<Pending<(String, String), WebError>, ActorError>;
+
+    fn handle(&mut self, m: StartIpAuthorization, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| web::start_ip_authorization(c.store.as_ref(), &m.account, &m.origin, m.ttl_ms, now_ms()))
+    }
+}
+
+impl Handler<ApproveIp> for SessionRegistry {
+    type Result = Result<Pending<(), WebError>, ActorError>;
+
+    fn handle(&mut self, m: ApproveIp, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| {
+            let wait = web::approve_ip(c.store.as_ref(), &m.code)?;
+            // Durable by now (the approval was an fsynced write): wake the waiting socket.
+            let event = Event { payload: Payload::IpAuthorized, committed_at: Instant::now() };
+            c.notifier.do_send(Publish(Topic::IpAuthorized(wait), event));
+            Ok(())
+        })
+    }
+}
+
+impl Handler<ClaimIpSession> for SessionRegistry {
+    type Result = Result<Pending<Option<(BearerToken, AccountSession, Account)>, WebError>, ActorError>;
+
+    fn handle(&mut self, m: ClaimIpSession, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| {
+            let claimed = web::claim_ip_session(c.store.as_ref(), &m.wait_id, m.session_ttl_ms, now_ms())?;
+            if claimed.is_some() {
+                c.opened_account();
+            }
+            Ok(claimed)
         })
     }
 }

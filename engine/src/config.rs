@@ -54,6 +54,12 @@ impl RateLimit {
     pub const fn new(count: u32, per_secs: u64) -> Self {
         Self { count, per: Duration::from_secs(per_secs) }
     }
+
+    /// The same window with `factor` times the count (for calls that are naturally frequent,
+    /// such as polls, under the same setting).
+    pub fn scaled(self, factor: u32) -> Self {
+        Self { count: self.count.saturating_mul(factor), per: self.per }
+    }
 }
 
 impl std::str::FromStr for RateLimit {

@@ -33,6 +33,9 @@ pub enum WebError {
     InvalidCode,
     #[error("SUDO_MODE_REQUIRED")]
     SudoModeRequired,
+    /// A login from a new address: approve it with the code sent to the account.
+    #[error("IP_AUTHORIZATION_REQUIRED")]
+    IpAuthorizationRequired { ticket: String },
     #[error("RATE_LIMITED")]
     RateLimited(Millis),
     /// `INVALID_FORM_BODY`: (path, message) pairs.
@@ -150,6 +153,125 @@ pub fn in_sudo(s: &AccountSession, presented: Option<&str>, now: Millis) -> bool
         }
         _ => false,
     }
+}
+
+/// Whether a password login of `account` from `ip` must first be approved by a code sent to
+/// the account (C.4): the check is on, the account has no TOTP (its second factor is its own
+/// proof), it has authorized at least one address (its first login authorizes one), this
+/// address is not among them, and there is an email or phone to send the code to.
+pub fn needs_ip_authorization(enabled: bool, account: &Account, ip: &str) -> bool {
+    enabled
+        && account.totp.is_none()
+        && !account.authorized_ips.is_empty()
+        && !account.authorized_ips.iter().any(|i| i == ip)
+        && (account.email.is_some() || account.phone.is_some())
+}
+
+/// A login waiting for its new address to be approved; keyed by `w` ‖ SHA-256(ticket).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpWait {
+    pub account: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub approved: bool,
+}
+
+/// The approval code of an [`IpWait`]; keyed by `c` ‖ SHA-256(code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct IpCode {
+    account: String,
+    ip: String,
+    /// hex of the wait's key hash: also the notifier topic of its websocket.
+    wait: String,
+}
+
+fn wait_key(wait_id: &str) -> Vec<u8> {
+    let mut k = vec![b'w'];
+    k.extend_from_slice(wait_id.as_bytes());
+    k
+}
+
+/// The public topic id of a waiting login: hex SHA-256 of its ticket.
+pub fn wait_id(ticket: &str) -> String {
+    hex::encode(secret_hash(ticket.as_bytes()))
+}
+
+fn code_key(code: &str) -> Vec<u8> {
+    let mut k = vec![b'c'];
+    k.extend_from_slice(&secret_hash(code.trim().to_ascii_lowercase().as_bytes()));
+    k
+}
+
+/// Starts a new-location approval: a ticket for the waiting client and a code (32 hex) to
+/// send to the account; both live `ttl_ms`, only their hashes are stored.
+pub fn start_ip_authorization(store: &dyn Store, account: &Account, origin: &Origin, ttl_ms: Millis, now: Millis) -> Result<(String, String), WebError> {
+    let random = |n| crate::secret::random_id().map(|id| id[..n].to_string()).map_err(|e| WebError::Unavailable(e.to_string()));
+    let (ticket, code) = (random(64)?, random(32)?);
+    let wait = IpWait { account: account.guid.clone(), ip: origin.ip.clone(), user_agent: origin.user_agent.clone(), approved: false };
+    let id = wait_id(&ticket);
+    let entry = IpCode { account: account.guid.clone(), ip: origin.ip.clone(), wait: id.clone() };
+    let mut b = Batch::new();
+    b.put_expiring(Cf::Tickets, wait_key(&id), to_json(&wait)?, now + ttl_ms);
+    b.put_expiring(Cf::Tickets, code_key(&code), to_json(&entry)?, now + ttl_ms);
+    store.write(b)?;
+    Ok((ticket, code))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|_| StoreError::Corrupt { cf: "tickets", what: "unencodable record" })
+}
+
+/// Approves the address of the login waiting on `code` (single use): the address joins the
+/// account's authorized ones and the waiting login may take its session. Returns the wait's
+/// id (the notifier topic to wake its websocket).
+pub fn approve_ip(store: &dyn Store, code: &str) -> Result<String, WebError> {
+    let mut taken: Option<IpCode> = None;
+    store.update(Cf::Tickets, &code_key(code), false, &mut |current| {
+        taken = current.and_then(|c| serde_json::from_slice(&c.value).ok());
+        if taken.is_some() { Change::Delete { then: Batch::new() } } else { Change::Keep }
+    })?;
+    let entry = taken.ok_or(WebError::InvalidCode)?;
+    account::authorize_ip(store, &entry.account, &entry.ip)?;
+    // A wait that expired meanwhile stays gone: the address is authorized all the same (the
+    // code was right), and the client logs in again.
+    store.update(Cf::Tickets, &wait_key(&entry.wait), false, &mut |current| {
+        let Some((mut w, at)) = current.and_then(|c| Some((serde_json::from_slice::<IpWait>(&c.value).ok()?, c.expires_at))) else {
+            return Change::Keep;
+        };
+        w.approved = true;
+        match serde_json::to_vec(&w) {
+            Ok(value) => Change::Put { value, expires_at: at, then: Batch::new() },
+            Err(_) => Change::Keep,
+        }
+    })?;
+    Ok(entry.wait)
+}
+
+/// The waiting login's session, once approved: `Ok(None)` while pending; the session (opened
+/// in the same atomic write that consumes the wait, so only once) when approved; unknown or
+/// expired ticket: `MFA_INVALID_TICKET`.
+pub fn claim_ip_session(
+    store: &dyn Store,
+    wait_id: &str,
+    session_ttl_ms: Millis,
+    now: Millis,
+) -> Result<Option<(BearerToken, AccountSession, Account)>, WebError> {
+    let key = wait_key(wait_id);
+    let w: IpWait = store.get(Cf::Tickets, &key)?.and_then(|raw| serde_json::from_slice(&raw).ok()).ok_or(WebError::InvalidTicket)?;
+    if !w.approved {
+        return Ok(None);
+    }
+    let account = account::get(store, &w.account)?.filter(|a| !a.disabled).ok_or(WebError::InvalidTicket)?;
+    let origin = Origin { ip: w.ip.clone(), user_agent: w.user_agent.clone() };
+    let (token, session_key, s) = mint(&account, &origin, session_ttl_ms, now)?;
+    let mut opens = Batch::new();
+    session::open_writes(&mut opens, &session_key, &Session::Account(s.clone()))?;
+    let mut opened = false;
+    store.update(Cf::Tickets, &key, false, &mut |current| {
+        opened = current.and_then(|c| serde_json::from_slice::<IpWait>(&c.value).ok()).is_some_and(|w| w.approved);
+        if opened { Change::Delete { then: opens.clone() } } else { Change::Keep }
+    })?;
+    if opened { Ok(Some((token, s, account))) } else { Err(WebError::InvalidTicket) }
 }
 
 /// A pending login waiting for its second factor.

@@ -20,6 +20,10 @@ pub struct AccountsState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub registry: Addr<SessionRegistry>,
+    /// For `/v1` websockets (new-location approval).
+    pub notifier: Addr<sigil_actors::notifier::Notifier>,
+    /// The websocket gauge and push latency, shared with the Flux sockets.
+    pub actor_metrics: sigil_actors::metrics::ActorMetrics,
     pub directory: Addr<AccountDirectory>,
     pub passwords: PasswordPool,
     pub sender: Sender,

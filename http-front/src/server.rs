@@ -93,6 +93,7 @@ fn start_accounts(
     shared: &Shared,
     registry: &Registry,
     limits: Arc<Limits>,
+    actor_metrics: ActorMetrics,
 ) -> Result<AccountsState, FrontError> {
     let startup = |what: &str, e: String| FrontError::Startup(format!("cannot start {what}: {e}"));
     let hasher = Hasher::new(config.passwords.hash).map_err(|e| startup("the password hasher", e.to_string()))?;
@@ -110,6 +111,8 @@ fn start_accounts(
         config: config.clone(),
         store: store.clone(),
         registry: shared.registry.clone(),
+        notifier: shared.notifier.clone(),
+        actor_metrics,
         directory: AccountDirectory::start(store.clone()),
         passwords,
         sender,
@@ -155,9 +158,9 @@ impl Sigil {
                 return Err(e);
             }
         };
-        let flux_state = start_flux(&config, &dyn_store, &shared, actor_metrics, limits.clone());
+        let flux_state = start_flux(&config, &dyn_store, &shared, actor_metrics.clone(), limits.clone());
         let config = Arc::new(config);
-        let accounts = match start_accounts(&config, &dyn_store, &shared, metrics.registry(), limits) {
+        let accounts = match start_accounts(&config, &dyn_store, &shared, metrics.registry(), limits, actor_metrics) {
             Ok(accounts) => accounts,
             Err(e) => {
                 let _ = store.close();

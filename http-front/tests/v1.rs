@@ -341,3 +341,57 @@ async fn sudo_mode_gates_session_logout_and_totp_enrolment() {
     let r = login(&s, &plain(), "hopper", "nanoseconds!").await;
     assert!(r.body.get("mfa").is_none() && r.body["token"].is_string(), "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_locations_wait_for_approval_by_poll_or_websocket() {
+    use futures_util::StreamExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &[("SIGIL_SERVER__TRUSTED_PROXIES", r#"["127.0.0.1"]"#)]);
+    let guid = create_user(&s, json!({"username": "kay", "password": "smalltalk80", "email": "kay@example.com"})).await;
+    let from = |ip: &'static str| send(plain().post(s.url("/v1/auth/login")).header("x-forwarded-for", ip).json(&json!({"login": "kay", "password": "smalltalk80"})));
+    // The first login authorizes its address; it and the next from there need nothing more.
+    assert_eq!(from("10.0.0.1").await.status, 200);
+    assert_eq!(from("10.0.0.1").await.status, 200);
+    // A new address: no session, a ticket, a code by email.
+    let r = from("10.0.0.2").await;
+    assert_eq!((r.status, r.body["code"].clone(), r.body["resend_available_in"].clone()), (403, json!("IP_AUTHORIZATION_REQUIRED"), json!(30)));
+    assert!(r.set_cookie.is_empty());
+    let ticket = r.body["ticket"].as_str().unwrap().to_string();
+    let poll = |t: String| send(plain().get(s.url(&format!("/v1/auth/authorize-ip/poll?ticket={t}"))));
+    assert_eq!(poll(ticket.clone()).await.body, json!({"completed": false}));
+    let (mut socket, _) = tokio_tungstenite::connect_async(s.ws(&format!("/v1/auth/authorize-ip/ws?ticket={ticket}"))).await.unwrap();
+    let outbox = send(plain().get(s.url("/api/admin/outbox?to=kay@example.com")).header("x-internal-secret", SECRET)).await.body;
+    let mail = outbox.as_array().unwrap().last().unwrap().clone();
+    assert_eq!((mail["channel"].as_str(), mail["purpose"].as_str()), (Some("email"), Some("ip-authorization")));
+    assert!(mail["body"].as_str().unwrap().contains("10.0.0.2"));
+    let code = mail["code"].as_str().unwrap().to_string();
+
+    let approve = |c: String| send(plain().post(s.url("/v1/auth/authorize-ip")).json(&json!({"code": c})));
+    assert_eq!(approve("0".repeat(32)).await.body["code"], "INVALID_CODE");
+    let approved_at = std::time::Instant::now();
+    assert_eq!(approve(code.clone()).await.status, 204);
+    // The waiting socket gets the session the moment the code is accepted.
+    let frame = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.unwrap().unwrap().unwrap();
+    let pushed = approved_at.elapsed();
+    let frame: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+    assert_eq!((frame["completed"].clone(), frame["user_id"].clone()), (json!(true), json!(guid)));
+    assert!(pushed < Duration::from_secs(1), "pushed after {pushed:?}");
+    let token = frame["token"].as_str().unwrap().to_string();
+    assert_eq!(send(plain().get(s.url("/v1/users/@me")).bearer_auth(&token)).await.status, 200);
+    // Released once: the poll now finds nothing; the code was single use.
+    assert_eq!(poll(ticket).await.body["code"], "MFA_INVALID_TICKET");
+    assert_eq!(approve(code).await.body["code"], "INVALID_CODE");
+    // The approved address is trusted from now on.
+    assert_eq!(from("10.0.0.2").await.status, 200);
+
+    // The same by polling, with the cookie on the completed answer.
+    let r = from("10.0.0.3").await;
+    let ticket = r.body["ticket"].as_str().unwrap().to_string();
+    let outbox = send(plain().get(s.url("/api/admin/outbox?to=kay@example.com")).header("x-internal-secret", SECRET)).await.body;
+    let code = outbox.as_array().unwrap().last().unwrap()["code"].as_str().unwrap().to_string();
+    assert_eq!(approve(code).await.status, 204);
+    let r = poll(ticket.clone()).await;
+    assert_eq!((r.body["completed"].clone(), r.body["user_id"].clone()), (json!(true), json!(guid)));
+    assert!(r.set_cookie.iter().any(|c| c.starts_with("sigil_session=")));
+    assert_eq!(poll(ticket).await.status, 400, "released once");
+}

@@ -66,7 +66,14 @@ pub struct Account {
     pub totp: Option<TotpFactor>,
     /// hex SHA-256 of each unused recovery code.
     pub recovery: Vec<String>,
+    /// Addresses this account logged in from and authorized (`/v1` new-location check),
+    /// oldest first, at most [`MAX_AUTHORIZED_IPS`].
+    #[serde(default)]
+    pub authorized_ips: Vec<String>,
 }
+
+/// Authorized login addresses kept per account; the oldest is forgotten beyond it.
+pub const MAX_AUTHORIZED_IPS: usize = 50;
 
 impl Account {
     /// Whether a password login must be followed by a second factor (spec C.4): TOTP enrolled,
@@ -318,6 +325,7 @@ pub fn create(store: &dyn Store, f: &Fields, password_phc: String, now: Millis) 
         created_at: now,
         totp: None,
         recovery: Vec::new(),
+        authorized_ips: Vec::new(),
     };
     apply(store, &mut account, f)?;
     let mut names = vec![(Cf::AccountNames, username_key(&account.username))];
@@ -514,6 +522,24 @@ pub fn enrol_totp(
         Ok(())
     })?;
     Ok((secret, codes))
+}
+
+/// Adds `ip` to the account's authorized login addresses (no write if it is there).
+pub fn authorize_ip(store: &dyn Store, guid: &str, ip: &str) -> Result<(), AccountError> {
+    let result = modify(store, guid, false, &mut |a| {
+        if a.authorized_ips.iter().any(|i| i == ip) {
+            return Err(AccountError::invalid("ip", "already authorized"));
+        }
+        a.authorized_ips.push(ip.to_string());
+        if a.authorized_ips.len() > MAX_AUTHORIZED_IPS {
+            a.authorized_ips.remove(0);
+        }
+        Ok(())
+    });
+    match result {
+        Ok(_) | Err(AccountError::Invalid { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes TOTP and the recovery codes; `default_2fa` falls back to `mobile` when a phone is

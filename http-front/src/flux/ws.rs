@@ -26,7 +26,7 @@ const LOGIN_LOOKUP_FAILED: u16 = 4011;
 const SIGN_LOOKUP_FAILED: u16 = 4014;
 
 /// Largest frame a client may send us (they have nothing to say; this bounds abuse).
-const MAX_CLIENT_FRAME: usize = 4096;
+pub(crate) const MAX_CLIENT_FRAME: usize = 4096;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // FluxOS tolerates a trailing slash after the segment.
@@ -117,7 +117,7 @@ fn error_frame(name: Option<&str>, message: &str) -> String {
     }
 }
 
-async fn send_and_close(mut session: Session, text: String, code: Option<u16>) {
+pub(crate) async fn send_and_close(mut session: Session, text: String, code: Option<u16>) {
     if session.text(text).await.is_ok() {
         let reason = code.map(|c| CloseReason { code: CloseCode::Other(c), description: None });
         let _ = session.close(reason).await;
@@ -125,14 +125,14 @@ async fn send_and_close(mut session: Session, text: String, code: Option<u16>) {
 }
 
 /// What a waiting socket ends with.
-enum Outcome<T> {
+pub(crate) enum Outcome<T> {
     Event(T),
     Expired,
     ClientGone,
 }
 
 /// Waits for the subscribed event, the deadline or the client leaving, whichever is first.
-async fn wait<T>(
+pub(crate) async fn wait<T>(
     event: impl std::future::Future<Output = Option<T>>,
     deadline: Duration,
     stream: &mut MessageStream,

@@ -54,6 +54,9 @@ impl V1Error {
                 WebError::InvalidTicket => ("MFA_INVALID_TICKET", "Unknown, expired or used MFA ticket"),
                 WebError::InvalidCode => ("INVALID_CODE", "Invalid code"),
                 WebError::SudoModeRequired => ("SUDO_MODE_REQUIRED", "Confirm your password or second factor first (sudo mode)"),
+                WebError::IpAuthorizationRequired { .. } => {
+                    ("IP_AUTHORIZATION_REQUIRED", "New login location: approve it with the code we sent you")
+                }
                 WebError::RateLimited(_) => ("RATE_LIMITED", "Too many requests, try again later"),
                 WebError::InvalidForm(_) => ("INVALID_FORM_BODY", "Input Validation Error"),
                 WebError::Unavailable(_) => ("UNAVAILABLE", "The service is unavailable, try again later"),
@@ -92,7 +95,9 @@ impl ResponseError for V1Error {
                 WebError::InvalidCredentials | WebError::InvalidTicket | WebError::InvalidCode | WebError::InvalidForm(_) => {
                     StatusCode::BAD_REQUEST
                 }
-                WebError::AccountDisabled | WebError::SudoModeRequired => StatusCode::FORBIDDEN,
+                WebError::AccountDisabled | WebError::SudoModeRequired | WebError::IpAuthorizationRequired { .. } => {
+                    StatusCode::FORBIDDEN
+                }
                 WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
                 WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
@@ -118,6 +123,10 @@ impl ResponseError for V1Error {
         };
         if let Some(secs) = retry {
             body.insert("retry_after".into(), json!(secs));
+        }
+        if let V1Error::Web(WebError::IpAuthorizationRequired { ticket }) = self {
+            body.insert("ticket".into(), json!(ticket));
+            body.insert("resend_available_in".into(), json!(30));
         }
         if let V1Error::Web(WebError::Unavailable(why)) = self {
             tracing::error!(reason = %why, "/v1 route unavailable");

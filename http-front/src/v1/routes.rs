@@ -5,8 +5,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sigil_actors::outbox::{Channel, Message};
-use sigil_actors::accounts::{EnrolTotp, RemoveTotp, UseSecondFactor};
-use sigil_actors::sessions::{self, EndSession, EndSessionsById, GrantSudo, IssueMfaTicket, OpenAccountSession, RedeemMfaTicket, SendTicketSms};
+use sigil_actors::accounts::{AuthorizeIp, EnrolTotp, RemoveTotp, UseSecondFactor};
+use sigil_actors::sessions::{
+    self, ApproveIp, ClaimIpSession, EndSession, EndSessionsById, GrantSudo, IssueMfaTicket, OpenAccountSession, RedeemMfaTicket,
+    SendTicketSms, StartIpAuthorization,
+};
 use sigil_engine::account::password::{MAX_PASSWORD_BYTES, Verdict};
 use sigil_engine::account::{self, Account, factors};
 use sigil_engine::flux::iso_millis;
@@ -34,6 +37,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/auth/sessions", web::get().to(list_sessions))
             .route("/auth/sessions/logout", web::post().to(logout_sessions))
             .route("/auth/sudo/verify", web::post().to(sudo_verify))
+            .route("/auth/authorize-ip", web::post().to(authorize_ip))
+            .route("/auth/authorize-ip/poll", web::get().to(authorize_ip_poll))
+            .route("/auth/authorize-ip/ws", web::get().to(authorize_ip_ws))
             .route("/users/@me/mfa/totp/enable", web::post().to(totp_enable))
             .route("/users/@me/mfa/totp/disable", web::post().to(totp_disable))
             .route("/users/@me", web::get().to(me))
@@ -119,12 +125,148 @@ async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<
         let sms = methods.contains(&"sms");
         return Ok(HttpResponse::Ok().json(json!({"mfa": true, "ticket": ticket, "methods": methods, "sms": sms, "webauthn": false})));
     }
+    if rules::needs_ip_authorization(state.config.accounts.ip_authorization, &account, &origin.ip) {
+        outcome("ip_authorization");
+        return Err(ip_authorization(&state, &account, origin).await?.into());
+    }
     let (token, key, s) = rules::mint(&account, &origin, session_ttl_ms(&state), now_ms())?;
     let mut writes = sigil_engine::store::Batch::new();
     session::open_writes(&mut writes, &key, &Session::Account(s))?;
     sessions::request(&state.registry, OpenAccountSession { writes }).await?;
+    trust_address(&state, &account, &origin.ip).await?;
     outcome("success");
     Ok(opened(&state, &account, &token))
+}
+
+/// The first successful login of an account (and every approved new one) authorizes its
+/// address for the new-location check.
+async fn trust_address(state: &AccountsState, account: &Account, ip: &str) -> Result<(), V1Error> {
+    if ip.is_empty() || account.authorized_ips.iter().any(|i| i == ip) {
+        return Ok(());
+    }
+    let msg = AuthorizeIp { guid: account.guid.clone(), ip: ip.to_string() };
+    Ok(state.directory.send(msg).await.map_err(|e| WebError::Unavailable(e.to_string()))??)
+}
+
+/// Starts a new-location approval: the code goes to the account's email (else its phone);
+/// the client gets the ticket to poll or listen with.
+async fn ip_authorization(state: &AccountsState, account: &Account, origin: Origin) -> Result<WebError, V1Error> {
+    let ttl_ms = IP_AUTHORIZATION_TTL_MS;
+    let ip = origin.ip.clone();
+    let msg = StartIpAuthorization { account: account.clone(), origin, ttl_ms };
+    let (ticket, code) = sessions::request(&state.registry, msg).await?;
+    let (to, channel) = match (&account.email, &account.phone) {
+        (Some(email), _) => (email.clone(), Channel::Email),
+        (None, Some(phone)) => (phone.clone(), Channel::Sms),
+        (None, None) => return Err(WebError::Unavailable("no address to send the approval code to".into()).into()),
+    };
+    let public = &state.config.accounts.public_url;
+    let body = format!("A sign-in to {public} from {ip} waits for your approval. Code: {code} (valid 15 minutes)");
+    state.sender.send(Message { to, channel, purpose: "ip-authorization".into(), body, code, at: now_ms() });
+    Ok(WebError::IpAuthorizationRequired { ticket })
+}
+
+/// How long a new-location approval waits (C.4: IP-authorization codes 15 min).
+const IP_AUTHORIZATION_TTL_MS: u64 = 15 * 60_000;
+
+#[derive(Deserialize)]
+struct CodeBody {
+    code: String,
+}
+
+/// `POST /v1/auth/authorize-ip {"code"}` → 204: approves the address (single-use code); the
+/// waiting client's poll or websocket then gets its session.
+async fn authorize_ip(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
+    let body: CodeBody = json::read(&req, payload, MAX_JSON_BODY).await?;
+    let ip = state.client_ip(&req).map(|i| i.to_string()).unwrap_or_default();
+    state.hit("mfa_per_ip", &format!("mfa-ip:{ip}"), state.config.limits.mfa_per_ip).map_err(WebError::RateLimited)?;
+    if body.code.len() > 128 {
+        return Err(WebError::InvalidCode.into());
+    }
+    sessions::request(&state.registry, ApproveIp { code: body.code }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+struct TicketQuery {
+    ticket: String,
+}
+
+fn ticket_query(req: &HttpRequest) -> Result<String, V1Error> {
+    web::Query::<TicketQuery>::from_query(req.query_string())
+        .map(|q| q.into_inner().ticket)
+        .ok()
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| WebError::InvalidForm(vec![("ticket".into(), "is required".into())]).into())
+}
+
+async fn claim(state: &AccountsState, ticket: &str) -> Result<Option<(BearerToken, Account)>, V1Error> {
+    let msg = ClaimIpSession { wait_id: rules::wait_id(ticket), session_ttl_ms: session_ttl_ms(state) };
+    Ok(sessions::request(&state.registry, msg).await?.map(|(token, _, account)| (token, account)))
+}
+
+/// `GET /v1/auth/authorize-ip/poll?ticket=T`: `{"completed": false}` while waiting; once
+/// approved, `{"completed": true, "user_id", "token"}` and the cookie — released once.
+async fn authorize_ip_poll(req: HttpRequest, state: State) -> Result<HttpResponse, V1Error> {
+    let ticket = ticket_query(&req)?;
+    let ip = state.client_ip(&req).map(|i| i.to_string()).unwrap_or_default();
+    state.hit("mfa_per_ip", &format!("poll-ip:{ip}"), state.config.limits.mfa_per_ip.scaled(20)).map_err(WebError::RateLimited)?;
+    Ok(match claim(&state, &ticket).await? {
+        None => HttpResponse::Ok().json(json!({"completed": false})),
+        Some((token, account)) => {
+            let max_age = i64::try_from(session_ttl_ms(&state) / 1000).unwrap_or(i64::MAX);
+            HttpResponse::Ok()
+                .cookie(session_cookie(&state, &token.secret, max_age))
+                .json(json!({"completed": true, "user_id": account.guid, "token": token.secret}))
+        }
+    })
+}
+
+/// `GET /v1/auth/authorize-ip/ws?ticket=T`: one text frame, the poll's completed answer, the
+/// moment the code is accepted (pushed through the notifier, like wallet logins); then close.
+async fn authorize_ip_ws(req: HttpRequest, body: web::Payload, state: State) -> actix_web::Result<HttpResponse> {
+    let ticket = ticket_query(&req)?;
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    actix_web::rt::spawn(async move {
+        let gauge = state.actor_metrics.websockets.clone();
+        gauge.inc();
+        serve_ip_socket(&state, ticket, session, stream.max_frame_size(crate::flux::ws::MAX_CLIENT_FRAME)).await;
+        gauge.dec();
+    });
+    Ok(response)
+}
+
+async fn serve_ip_socket(state: &AccountsState, ticket: String, mut session: actix_ws::Session, mut stream: actix_ws::MessageStream) {
+    use crate::flux::ws::{Outcome, send_and_close, wait};
+    use sigil_actors::notifier::{Payload, Subscribe, Topic, Unsubscribe};
+    let topic = Topic::IpAuthorized(rules::wait_id(&ticket));
+    // Subscribe before looking, so an approval between the look and the wait is not missed.
+    let Ok((id, event)) = state.notifier.send(Subscribe(topic.clone())).await else { return };
+    let unsubscribe = || state.notifier.do_send(Unsubscribe(topic.clone(), id));
+    let frame = |claimed: Result<Option<(BearerToken, Account)>, V1Error>| match claimed {
+        Ok(Some((token, account))) => Some(json!({"completed": true, "user_id": account.guid, "token": token.secret}).to_string()),
+        Ok(None) => None,
+        Err(_) => Some(json!({"code": "MFA_INVALID_TICKET", "message": "Unknown, expired or used ticket"}).to_string()),
+    };
+    if let Some(text) = frame(claim(state, &ticket).await) {
+        unsubscribe();
+        return send_and_close(session, text, None).await;
+    }
+    let left = std::time::Duration::from_millis(IP_AUTHORIZATION_TTL_MS);
+    match wait(async { event.await.ok() }, left, &mut stream, &mut session).await {
+        Outcome::Event(e) => {
+            if matches!(e.payload, Payload::IpAuthorized) {
+                let text = frame(claim(state, &ticket).await).unwrap_or_else(|| json!({"completed": false}).to_string());
+                state.actor_metrics.push_latency.observe(e.committed_at.elapsed().as_secs_f64());
+                send_and_close(session, text, None).await;
+            }
+        }
+        Outcome::Expired => {
+            unsubscribe();
+            send_and_close(session, json!({"code": "MFA_INVALID_TICKET", "message": "The approval expired"}).to_string(), None).await;
+        }
+        Outcome::ClientGone => unsubscribe(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -151,7 +293,8 @@ async fn redeem(state: &AccountsState, body: TicketBody, factor: TicketFactor, l
     let result = sessions::request(&state.registry, msg).await;
     let outcome = if result.is_ok() { "success" } else { "invalid" };
     state.metrics.second_factor.with_label_values(&["v1", label, outcome]).inc();
-    let (token, _, account) = result?;
+    let (token, session, account) = result?;
+    trust_address(state, &account, &session.ip).await?;
     Ok(opened(state, &account, &token))
 }
 
