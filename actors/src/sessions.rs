@@ -30,7 +30,7 @@ use sigil_engine::flux::session::{self, ActivePhrase, FluxSession, Opening};
 use sigil_engine::account::{Account, Method};
 use sigil_engine::secret::BearerToken;
 use sigil_engine::session::{self as any_session, AccountSession, Origin, Session};
-use sigil_engine::web::{self, TicketFactor, WebError};
+use sigil_engine::web::{self, HandoffStatus, TicketFactor, WebError};
 use sigil_engine::store::{Batch, Millis, Store, now_ms};
 use sigil_engine::tokens::{self, SmsToSend, TokenError};
 use tokio::sync::oneshot;
@@ -195,6 +195,31 @@ pub struct ApproveIp {
 #[rtype(result = "Result<Pending<Option<(BearerToken, AccountSession, Account)>, WebError>, ActorError>")]
 pub struct ClaimIpSession {
     pub wait_id: String,
+    pub session_ttl_ms: Millis,
+}
+
+/// Start a handoff (`web::initiate_handoff`): (code, poll secret, expires_at).
+#[derive(Message)]
+#[rtype(result = "Result<Pending<(String, String, Millis), WebError>, ActorError>")]
+pub struct InitiateHandoff {
+    pub ttl_ms: Millis,
+}
+
+/// A logged-in account approves a handoff.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<(), WebError>, ActorError>")]
+pub struct CompleteHandoff {
+    pub code: String,
+    pub account: String,
+}
+
+/// The new device's poll; opens its session once the handoff is complete.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<HandoffStatus, WebError>, ActorError>")]
+pub struct PollHandoff {
+    pub code: String,
+    pub poll_secret: Option<String>,
+    pub origin: Origin,
     pub session_ttl_ms: Millis,
 }
 
@@ -465,6 +490,37 @@ impl Handler<ClaimIpSession> for SessionRegistry {
                 c.opened_account();
             }
             Ok(claimed)
+        })
+    }
+}
+
+impl Handler<InitiateHandoff> for SessionRegistry {
+    type Result = Result<Pending<(String, String, Millis), WebError>, ActorError>;
+
+    fn handle(&mut self, m: InitiateHandoff, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| web::initiate_handoff(c.store.as_ref(), m.ttl_ms, now_ms()))
+    }
+}
+
+impl Handler<CompleteHandoff> for SessionRegistry {
+    type Result = Result<Pending<(), WebError>, ActorError>;
+
+    fn handle(&mut self, m: CompleteHandoff, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| web::complete_handoff(c.store.as_ref(), &m.code, &m.account, now_ms()))
+    }
+}
+
+impl Handler<PollHandoff> for SessionRegistry {
+    type Result = Result<Pending<HandoffStatus, WebError>, ActorError>;
+
+    fn handle(&mut self, m: PollHandoff, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| {
+            let store = c.store.as_ref();
+            let status = web::handoff_status(store, &m.code, m.poll_secret.as_deref(), &m.origin, m.session_ttl_ms, now_ms())?;
+            if matches!(status, HandoffStatus::Completed(..)) {
+                c.opened_account();
+            }
+            Ok(status)
         })
     }
 }

@@ -33,6 +33,10 @@ pub enum WebError {
     InvalidCode,
     #[error("SUDO_MODE_REQUIRED")]
     SudoModeRequired,
+    #[error("INVALID_HANDOFF_CODE")]
+    InvalidHandoffCode,
+    #[error("HANDOFF_CODE_EXPIRED")]
+    HandoffCodeExpired,
     /// A login from a new address: approve it with the code sent to the account.
     #[error("IP_AUTHORIZATION_REQUIRED")]
     IpAuthorizationRequired { ticket: String },
@@ -274,6 +278,126 @@ pub fn claim_ip_session(
     if opened { Ok(Some((token, s, account))) } else { Err(WebError::InvalidTicket) }
 }
 
+/// Characters of a handoff code: no 0/O, 1/I/L or U, so it reads and types without doubt.
+const HANDOFF_ALPHABET: &[u8; 32] = b"ABCDEFGHJKMNPQRSTVWXYZ0123456789";
+/// How long an expired handoff is remembered, to answer "expired" rather than "unknown".
+const HANDOFF_GRACE_MS: Millis = 10 * 60_000;
+
+/// A handoff (C.4): a new device waits, a logged-in one approves; keyed by `h` ‖ SHA-256 of the
+/// normalised code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Handoff {
+    /// hex SHA-256 of the poll secret.
+    poll_hash: String,
+    expires_at: Millis,
+    /// The account that completed it, until the new device takes its session.
+    completed_by: Option<String>,
+}
+
+/// A typed code in any case, with or without dashes and spaces → its 8 characters.
+pub fn normalize_handoff_code(code: &str) -> Option<String> {
+    let c: String = code.chars().filter(|c| !c.is_whitespace() && *c != '-').collect::<String>().to_ascii_uppercase();
+    (c.len() == 8 && c.bytes().all(|b| HANDOFF_ALPHABET.contains(&b))).then_some(c)
+}
+
+fn handoff_key(normalized: &str) -> Vec<u8> {
+    let mut k = vec![b'h'];
+    k.extend_from_slice(&secret_hash(normalized.as_bytes()));
+    k
+}
+
+/// Starts a handoff: a code `XXXX-XXXX` (40 bits; each character is one random byte mod 32,
+/// exactly uniform since 256 is a multiple of 32) and a poll secret (256 bits), both stored as
+/// hashes. Returns (code, poll secret, expires_at).
+pub fn initiate_handoff(store: &dyn Store, ttl_ms: Millis, now: Millis) -> Result<(String, String, Millis), WebError> {
+    let unavailable = |e: crate::secret::RandomError| WebError::Unavailable(e.to_string());
+    let mut raw = [0u8; 8];
+    crate::secret::fill_random(&mut raw).map_err(unavailable)?;
+    let code: String = raw.iter().filter_map(|b| HANDOFF_ALPHABET.get(usize::from(b % 32)).copied().map(char::from)).collect();
+    let poll_secret = BearerToken::generate().map_err(unavailable)?.secret;
+    let expires_at = now.saturating_add(ttl_ms);
+    let record = Handoff { poll_hash: hex::encode(secret_hash(poll_secret.as_bytes())), expires_at, completed_by: None };
+    let mut b = Batch::new();
+    b.put_expiring(Cf::Tickets, handoff_key(&code), to_json(&record)?, expires_at + HANDOFF_GRACE_MS);
+    if !store.insert_new(&[(Cf::Tickets, handoff_key(&code))], b)? {
+        return Err(WebError::Unavailable("handoff code collision; try again".into()));
+    }
+    let shown = format!("{}-{}", code.get(..4).unwrap_or_default(), code.get(4..).unwrap_or_default());
+    Ok((shown, poll_secret, expires_at))
+}
+
+/// The logged-in device approves: the handoff now belongs to `account` (once).
+pub fn complete_handoff(store: &dyn Store, code: &str, account: &str, now: Millis) -> Result<(), WebError> {
+    let key = handoff_key(&normalize_handoff_code(code).ok_or(WebError::InvalidHandoffCode)?);
+    let mut outcome = Err(WebError::InvalidHandoffCode);
+    store.update(Cf::Tickets, &key, false, &mut |current| {
+        let Some((mut h, at)) = current.and_then(|c| Some((serde_json::from_slice::<Handoff>(&c.value).ok()?, c.expires_at))) else {
+            outcome = Err(WebError::InvalidHandoffCode);
+            return Change::Keep;
+        };
+        if now >= h.expires_at {
+            outcome = Err(WebError::HandoffCodeExpired);
+            return Change::Keep;
+        }
+        if h.completed_by.is_some() {
+            outcome = Err(WebError::InvalidHandoffCode);
+            return Change::Keep;
+        }
+        h.completed_by = Some(account.to_string());
+        match to_json(&h) {
+            Ok(value) => {
+                outcome = Ok(());
+                Change::Put { value, expires_at: at, then: Batch::new() }
+            }
+            Err(e) => {
+                outcome = Err(e.into());
+                Change::Keep
+            }
+        }
+    })?;
+    outcome
+}
+
+/// What the waiting device learns.
+#[derive(Debug)]
+pub enum HandoffStatus {
+    Pending,
+    Expired,
+    /// Released once: the session is opened in the write that consumes the handoff.
+    Completed(BearerToken, Box<Account>),
+}
+
+/// The new device's poll, with its secret (compared in constant time; a wrong or missing
+/// secret never releases anything and reads as an unknown code).
+pub fn handoff_status(
+    store: &dyn Store,
+    code: &str,
+    poll_secret: Option<&str>,
+    origin: &Origin,
+    session_ttl_ms: Millis,
+    now: Millis,
+) -> Result<HandoffStatus, WebError> {
+    let key = handoff_key(&normalize_handoff_code(code).ok_or(WebError::InvalidHandoffCode)?);
+    let h: Handoff = store.get(Cf::Tickets, &key)?.and_then(|raw| serde_json::from_slice(&raw).ok()).ok_or(WebError::InvalidHandoffCode)?;
+    let presented = hex::encode(secret_hash(poll_secret.unwrap_or_default().as_bytes()));
+    if poll_secret.is_none() || !crate::secret::constant_time_eq(presented.as_bytes(), h.poll_hash.as_bytes()) {
+        return Err(WebError::InvalidHandoffCode);
+    }
+    let Some(owner) = h.completed_by.clone() else {
+        return Ok(if now >= h.expires_at { HandoffStatus::Expired } else { HandoffStatus::Pending });
+    };
+    let account = account::get(store, &owner)?.filter(|a| !a.disabled).ok_or(WebError::InvalidHandoffCode)?;
+    let (token, session_key, s) = mint(&account, origin, session_ttl_ms, now)?;
+    let mut opens = Batch::new();
+    session::open_writes(&mut opens, &session_key, &Session::Account(s))?;
+    let mut opened = false;
+    store.update(Cf::Tickets, &key, false, &mut |current| {
+        opened = current.and_then(|c| serde_json::from_slice::<Handoff>(&c.value).ok()).is_some_and(|h| h.completed_by.is_some());
+        if opened { Change::Delete { then: opens.clone() } } else { Change::Keep }
+    })?;
+    if opened { Ok(HandoffStatus::Completed(token, Box::new(account))) } else { Err(WebError::InvalidHandoffCode) }
+}
+
 /// A pending login waiting for its second factor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
@@ -428,6 +552,31 @@ pub fn redeem_ticket(
 mod tests {
     use super::*;
     use crate::store::{Durability, RocksStore};
+
+    #[test]
+    fn handoff_codes_normalise_and_release_once() {
+        assert_eq!(normalize_handoff_code(" abcd-ef23 ").as_deref(), Some("ABCDEF23"));
+        assert_eq!(normalize_handoff_code("ABCD-EF2"), None);
+        assert_eq!(normalize_handoff_code("ABCD-EFGI"), None, "I is not in the alphabet");
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path(), Durability::Fsync).unwrap();
+        let f = account::Fields { username: Some("ivy".into()), ..Default::default() };
+        let a = account::create(&store, &f, "$argon2id$x".into(), 1).unwrap();
+        let now = crate::store::now_ms();
+        let (code, secret, _) = initiate_handoff(&store, 300_000, now).unwrap();
+        assert_eq!(code.len(), 9);
+        let o = Origin::default();
+        assert!(matches!(handoff_status(&store, &code, Some(&secret), &o, 60_000, now), Ok(HandoffStatus::Pending)));
+        assert!(matches!(handoff_status(&store, &code, None, &o, 60_000, now), Err(WebError::InvalidHandoffCode)));
+        complete_handoff(&store, &code.to_lowercase().replace('-', " "), &a.guid, now).unwrap();
+        assert!(matches!(complete_handoff(&store, &code, &a.guid, now), Err(WebError::InvalidHandoffCode)), "once");
+        assert!(matches!(handoff_status(&store, &code, Some("wrong"), &o, 60_000, now), Err(WebError::InvalidHandoffCode)));
+        assert!(matches!(handoff_status(&store, &code, Some(&secret), &o, 60_000, now), Ok(HandoffStatus::Completed(..))));
+        assert!(matches!(handoff_status(&store, &code, Some(&secret), &o, 60_000, now), Err(WebError::InvalidHandoffCode)), "released once");
+        let (code, secret, _) = initiate_handoff(&store, 1_000, now).unwrap();
+        assert!(matches!(handoff_status(&store, &code, Some(&secret), &o, 60_000, now + 2_000), Ok(HandoffStatus::Expired)));
+        assert!(matches!(complete_handoff(&store, &code, &a.guid, now + 2_000), Err(WebError::HandoffCodeExpired)));
+    }
 
     #[test]
     fn a_ticket_opens_one_session_and_burns_after_five_wrong_codes() {

@@ -395,3 +395,48 @@ async fn new_locations_wait_for_approval_by_poll_or_websocket() {
     assert!(r.set_cookie.iter().any(|c| c.starts_with("sigil_session=")));
     assert_eq!(poll(ticket).await.status, 400, "released once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoff_moves_a_browser_session_to_a_native_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &[("SIGIL_LIMITS__MFA_PER_IP", "6/1m")]);
+    let guid = create_user(&s, json!({"username": "ken", "password": "unix v1 1971"})).await;
+    let b = browser();
+    assert_eq!(login(&s, &b, "ken", "unix v1 1971").await.status, 200);
+
+    // The app (not logged in) starts; the browser approves with the code as the user typed it.
+    let r = send(plain().post(s.url("/v1/auth/handoff/initiate"))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let code = r.body["code"].as_str().unwrap().to_string();
+    assert!(code.len() == 9 && code.as_bytes()[4] == b'-', "{code}");
+    let secret = r.body["poll_secret"].as_str().unwrap().to_string();
+    assert!(r.body["expires_at"].is_string());
+    let status = |c: &str, secret: Option<&str>| {
+        let mut req = plain().get(s.url(&format!("/v1/auth/handoff/{c}/status")));
+        if let Some(secret) = secret {
+            req = req.header("x-handoff-secret", secret);
+        }
+        send(req)
+    };
+    assert_eq!(status(&code, Some(&secret)).await.body, json!({"status": "pending"}));
+    let typed = code.to_lowercase().replace('-', "");
+    let r = send(b.post(s.url(&format!("/v1/auth/handoff/{typed}/complete"))).header("origin", ORIGIN)).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    // Without the secret nothing is released; with it, once.
+    assert_eq!(status(&code, None).await.body["code"], "INVALID_HANDOFF_CODE");
+    let r = status(&code, Some(&secret)).await;
+    assert_eq!((r.body["status"].clone(), r.body["user_id"].clone()), (json!("completed"), json!(guid)));
+    let token = r.body["token"].as_str().unwrap().to_string();
+    assert_eq!(send(plain().get(s.url("/v1/users/@me")).bearer_auth(&token)).await.status, 200);
+    assert_eq!(status(&code, Some(&secret)).await.body["code"], "INVALID_HANDOFF_CODE", "released once");
+    // Completing needs a session; a used code cannot be completed again.
+    assert_eq!(send(plain().post(s.url(&format!("/v1/auth/handoff/{code}/complete")))).await.status, 401);
+
+    // Failed lookups are limited per IP (6 a minute here).
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        let r = status("ZZZZ-ZZZZ", Some("guess")).await;
+        codes.push(r.status);
+    }
+    assert!(codes.contains(&429), "{codes:?}");
+}

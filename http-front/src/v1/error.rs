@@ -54,6 +54,8 @@ impl V1Error {
                 WebError::InvalidTicket => ("MFA_INVALID_TICKET", "Unknown, expired or used MFA ticket"),
                 WebError::InvalidCode => ("INVALID_CODE", "Invalid code"),
                 WebError::SudoModeRequired => ("SUDO_MODE_REQUIRED", "Confirm your password or second factor first (sudo mode)"),
+                WebError::InvalidHandoffCode => ("INVALID_HANDOFF_CODE", "Unknown handoff code"),
+                WebError::HandoffCodeExpired => ("HANDOFF_CODE_EXPIRED", "The handoff code has expired"),
                 WebError::IpAuthorizationRequired { .. } => {
                     ("IP_AUTHORIZATION_REQUIRED", "New login location: approve it with the code we sent you")
                 }
@@ -92,7 +94,12 @@ impl ResponseError for V1Error {
         match self {
             V1Error::Web(w) => match w {
                 WebError::Unauthorized => StatusCode::UNAUTHORIZED,
-                WebError::InvalidCredentials | WebError::InvalidTicket | WebError::InvalidCode | WebError::InvalidForm(_) => {
+                WebError::InvalidCredentials
+                | WebError::InvalidTicket
+                | WebError::InvalidCode
+                | WebError::InvalidForm(_)
+                | WebError::InvalidHandoffCode
+                | WebError::HandoffCodeExpired => {
                     StatusCode::BAD_REQUEST
                 }
                 WebError::AccountDisabled | WebError::SudoModeRequired | WebError::IpAuthorizationRequired { .. } => {

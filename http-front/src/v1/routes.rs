@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use sigil_actors::outbox::{Channel, Message};
 use sigil_actors::accounts::{AuthorizeIp, EnrolTotp, RemoveTotp, UseSecondFactor};
 use sigil_actors::sessions::{
-    self, ApproveIp, ClaimIpSession, EndSession, EndSessionsById, GrantSudo, IssueMfaTicket, OpenAccountSession, RedeemMfaTicket,
-    SendTicketSms, StartIpAuthorization,
+    self, ApproveIp, ClaimIpSession, CompleteHandoff, EndSession, EndSessionsById, GrantSudo, InitiateHandoff, IssueMfaTicket,
+    OpenAccountSession, PollHandoff, RedeemMfaTicket, SendTicketSms, StartIpAuthorization,
 };
 use sigil_engine::account::password::{MAX_PASSWORD_BYTES, Verdict};
 use sigil_engine::account::{self, Account, factors};
@@ -17,7 +17,7 @@ use sigil_engine::secret::{BearerToken, constant_time_eq};
 use sigil_engine::session::agent::Agent;
 use sigil_engine::session::{self, AccountSession, Origin, Session};
 use sigil_engine::store::now_ms;
-use sigil_engine::web::{self as rules, TicketFactor, WebError};
+use sigil_engine::web::{self as rules, HandoffStatus, TicketFactor, WebError};
 
 use super::error::V1Error;
 use super::{Caller, authenticate, session_cookie};
@@ -37,6 +37,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/auth/sessions", web::get().to(list_sessions))
             .route("/auth/sessions/logout", web::post().to(logout_sessions))
             .route("/auth/sudo/verify", web::post().to(sudo_verify))
+            .route("/auth/handoff/initiate", web::post().to(handoff_initiate))
+            .route("/auth/handoff/{code}/complete", web::post().to(handoff_complete))
+            .route("/auth/handoff/{code}/status", web::get().to(handoff_status))
             .route("/auth/authorize-ip", web::post().to(authorize_ip))
             .route("/auth/authorize-ip/poll", web::get().to(authorize_ip_poll))
             .route("/auth/authorize-ip/ws", web::get().to(authorize_ip_ws))
@@ -518,4 +521,61 @@ async fn totp_disable(req: HttpRequest, payload: web::Payload, state: State) -> 
 async fn use_factor(state: &AccountsState, guid: &str, code: &str, recovery: bool) -> Result<bool, V1Error> {
     let msg = UseSecondFactor { guid: guid.to_string(), code: code.to_string(), recovery };
     Ok(state.directory.send(msg).await.map_err(|e| WebError::Unavailable(e.to_string()))??)
+}
+
+/// Failed handoff lookups per client IP: a full window refuses before the lookup.
+fn handoff_limit(state: &AccountsState, req: &HttpRequest) -> (String, sigil_engine::config::RateLimit) {
+    let ip = state.client_ip(req).map(|i| i.to_string()).unwrap_or_default();
+    (format!("handoff-fail:{ip}"), state.config.limits.mfa_per_ip)
+}
+
+/// Counts a failed lookup when `result` is a code error, and passes it on.
+fn count_handoff_failure<T>(state: &AccountsState, key: &str, limit: sigil_engine::config::RateLimit, result: Result<T, V1Error>) -> Result<T, V1Error> {
+    if let Err(V1Error::Web(WebError::InvalidHandoffCode | WebError::HandoffCodeExpired)) = &result {
+        state.failed(key, limit);
+    }
+    result
+}
+
+/// `POST /v1/auth/handoff/initiate` (the new device, not logged in) →
+/// `{"code": "XXXX-XXXX", "poll_secret", "expires_at"}`; the code lives 5 minutes.
+async fn handoff_initiate(req: HttpRequest, state: State) -> Result<HttpResponse, V1Error> {
+    let ip = state.client_ip(&req).map(|i| i.to_string()).unwrap_or_default();
+    state.hit("mfa_per_ip", &format!("handoff-start:{ip}"), state.config.limits.mfa_per_ip).map_err(WebError::RateLimited)?;
+    let ttl_ms = state.config.accounts.handoff_ttl.as_millis();
+    let (code, poll_secret, expires_at) = sessions::request(&state.registry, InitiateHandoff { ttl_ms }).await?;
+    Ok(HttpResponse::Ok().json(json!({"code": code, "poll_secret": poll_secret, "expires_at": iso_millis(expires_at)})))
+}
+
+/// `POST /v1/auth/handoff/{code}/complete` (a logged-in device) → 204: the waiting device gets
+/// a new session of this account on its next status poll.
+async fn handoff_complete(req: HttpRequest, path: web::Path<String>, state: State) -> Result<HttpResponse, V1Error> {
+    let caller = authenticate(&state, &req).await?;
+    let (key, limit) = handoff_limit(&state, &req);
+    state.peek("handoff", &key, limit).map_err(WebError::RateLimited)?;
+    let msg = CompleteHandoff { code: path.into_inner(), account: caller.account.guid };
+    let done = sessions::request(&state.registry, msg).await.map_err(V1Error::from);
+    count_handoff_failure(&state, &key, limit, done)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /v1/auth/handoff/{code}/status` with `X-Handoff-Secret` → `{"status": "pending"}`,
+/// `{"status": "completed", "token", "user_id"}` (released once, with the cookie) or
+/// `{"status": "expired"}`. Without the right secret nothing is released.
+async fn handoff_status(req: HttpRequest, path: web::Path<String>, state: State) -> Result<HttpResponse, V1Error> {
+    let (key, limit) = handoff_limit(&state, &req);
+    state.peek("handoff", &key, limit).map_err(WebError::RateLimited)?;
+    let poll_secret = req.headers().get("x-handoff-secret").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let msg = PollHandoff { code: path.into_inner(), poll_secret, origin: origin_of(&state, &req), session_ttl_ms: session_ttl_ms(&state) };
+    let status = sessions::request(&state.registry, msg).await.map_err(V1Error::from);
+    Ok(match count_handoff_failure(&state, &key, limit, status)? {
+        HandoffStatus::Pending => HttpResponse::Ok().json(json!({"status": "pending"})),
+        HandoffStatus::Expired => HttpResponse::Ok().json(json!({"status": "expired"})),
+        HandoffStatus::Completed(token, account) => {
+            let max_age = i64::try_from(session_ttl_ms(&state) / 1000).unwrap_or(i64::MAX);
+            HttpResponse::Ok()
+                .cookie(session_cookie(&state, &token.secret, max_age))
+                .json(json!({"status": "completed", "token": token.secret, "user_id": account.guid}))
+        }
+    })
 }
