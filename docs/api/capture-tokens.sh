@@ -3,36 +3,8 @@
 # starts `sigil serve` on a temporary data directory and a free port, runs the calls, and
 # prints each as Markdown (request, status, body). Usage: docs/api/capture-tokens.sh [SIGIL]
 set -euo pipefail
-SIGIL=${1:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')/debug/sigil}
-DATA=$(mktemp -d)
-LOG=$(mktemp)
-trap 'kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; rm -rf "$DATA" "$LOG"' EXIT
-SIGIL_SERVER__LISTEN=127.0.0.1:0 SIGIL_SERVER__DATA_DIR="$DATA" SIGIL_ACCOUNTS__INTERNAL_SECRET=s3cret-for-the-docs \
-  SIGIL_SERVER__TRUSTED_PROXIES='["127.0.0.1"]' NO_COLOR=1 "$SIGIL" serve 2>"$LOG" &
-PID=$!
-for _ in $(seq 100); do grep -q "listening on" "$LOG" && break; sleep 0.1; done
-BASE=$(sed -n 's/.*sigil listening on \(http:[^ ]*\).*/\1/p' "$LOG" | head -1)
+source "$(dirname "$0")/capture-lib.sh" "${1:-}"
 
-# show TITLE curl-args… : runs curl, prints the call and the answer, keeps the body in $BODY.
-show() {
-  local title=$1; shift
-  local out status
-  out=$(curl -s -w '\n%{http_code}' "$@")
-  status=${out##*$'\n'}
-  BODY=${out%$'\n'*}
-  printf '### %s\n\n```sh\ncurl' "$title"
-  for a in "$@"; do
-    case $a in
-      "$BASE"*)
-        a=${a/$BASE/localhost:16127}
-        case $a in *\?*|*\&*) printf " '%s'" "$a" ;; *) printf ' %s' "$a" ;; esac ;;
-      *\ *|*\"*|*\&*|*\$*|*\?*) printf " '%s'" "$a" ;;
-      *) printf ' %s' "$a" ;;
-    esac
-  done
-  printf '\n```\n\n`%s`\n\n```json\n%s\n```\n\n' "$status" "$(printf '%s' "$BODY" | python3 -m json.tool --indent 2 2>/dev/null || printf '%s' "$BODY")"
-}
-json() { python3 -c "import json,sys;print(json.load(sys.stdin)$1)" <<< "$BODY"; }
 A=(-H 'x-internal-secret: s3cret-for-the-docs')
 J=(-H 'content-type: application/json')
 UA=(-A 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36')
@@ -60,14 +32,7 @@ RECOVERY=$(json '["recovery_codes"][0]')
 show "Log in: now a second factor is due" "${J[@]}" "$BASE/api/auth/login" -d '{"username":"alice","password":"correct horse battery"}'
 PENDING=$(json '["access_token"]')
 show "Until verified, the token only does 2fa and logout" "$BASE/api/auth/token" -H "authorization: Bearer $PENDING"
-CODE=$(python3 - "$SECRET" <<'EOF'
-import base64, hashlib, hmac, struct, sys, time
-key = base64.b32decode(sys.argv[1] + "=" * (-len(sys.argv[1]) % 8))
-digest = hmac.new(key, struct.pack(">Q", int(time.time()) // 30), hashlib.sha1).digest()
-o = digest[-1] & 15
-print("%06d" % ((struct.unpack(">I", digest[o:o + 4])[0] & 0x7FFFFFFF) % 1000000))
-EOF
-)
+CODE=$(totp "$SECRET")
 show "A wrong TOTP code" "${J[@]}" "$BASE/api/auth/2fa/totp" -d "{\"access_token\":\"$PENDING\",\"token\":\"000000\"}"
 show "The right TOTP code (from an authenticator app)" "${J[@]}" "$BASE/api/auth/2fa/totp" -d "{\"access_token\":\"$PENDING\",\"token\":\"$CODE\"}"
 show "The same code on another login: each step is accepted once" "${J[@]}" "$BASE/api/auth/login" -d '{"username":"alice","password":"correct horse battery"}'

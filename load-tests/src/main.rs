@@ -34,6 +34,9 @@ pub enum Scenario {
     /// Authenticated GET /api/auth/token with a Bearer token, rotating over --sessions tokens
     /// of one account made through the admin API (needs --internal-secret).
     TokenCheck,
+    /// Cookie-authenticated GET /v1/users/@me, rotating over --sessions `/v1` sessions of one
+    /// account made through the admin API (needs --internal-secret).
+    CookieCheck,
 }
 
 #[derive(Debug, Parser)]

@@ -263,6 +263,17 @@ pub async fn run(args: &Args) -> Result<Report, String> {
             warm_up(args, op.clone()).await?;
             Ok(report("password-login", drive(args, None, op).await?))
         }
+        Scenario::CookieCheck => {
+            let users = make_accounts(&ctx, args, 1).await?;
+            let user = users.first().ok_or("no account")?;
+            let mut cookies = Vec::with_capacity(args.sessions.max(1));
+            for _ in 0..args.sessions.max(1) {
+                cookies.push(format!("sigil_session={}", ctx.web_login(user).await?));
+            }
+            let op = cookie_check_op(&ctx, Arc::new(cookies));
+            warm_up(args, op.clone()).await?;
+            Ok(report("cookie-check", drive(args, None, op).await?))
+        }
         Scenario::TokenCheck => {
             let users = make_accounts(&ctx, args, 1).await?;
             let user = users.first().ok_or("no account")?;
@@ -314,6 +325,13 @@ async fn ok_200(req: reqwest::RequestBuilder) -> Result<reqwest::Response, Strin
 }
 
 impl Ctx {
+    /// Logs `user` in on the account API (`/v1`); returns the session token (the cookie's value).
+    async fn web_login(&self, user: &str) -> Result<String, String> {
+        let req = self.client.post(format!("{}/v1/auth/login", self.base)).json(&json!({"login": user, "password": LOAD_PASSWORD}));
+        let body: Value = ok_200(req).await?.json().await.map_err(|_| "bad-body".to_string())?;
+        body.get("token").and_then(Value::as_str).map(str::to_string).ok_or_else(|| "bad-body (an MFA account?)".into())
+    }
+
     /// Logs `user` in on the token API; returns the access token.
     async fn token_login(&self, user: &str) -> Result<String, String> {
         let req = self.client.post(format!("{}/api/auth/login", self.base)).json(&json!({"username": user, "password": LOAD_PASSWORD}));
@@ -331,6 +349,22 @@ fn password_login_op(
         let ctx = ctx.clone();
         let user = users.get(k as usize % users.len().max(1)).cloned().unwrap_or_default();
         Box::pin(async move { ctx.token_login(&user).await.map(|_| ()) })
+    }
+}
+
+fn cookie_check_op(
+    ctx: &Ctx,
+    cookies: Arc<Vec<String>>,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Clone + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |k| {
+        let ctx = ctx.clone();
+        let cookie = cookies.get(k as usize % cookies.len().max(1)).cloned().unwrap_or_default();
+        Box::pin(async move {
+            let res = ok_200(ctx.client.get(format!("{}/v1/users/@me", ctx.base)).header("cookie", cookie)).await?;
+            let _ = res.bytes().await;
+            Ok(())
+        })
     }
 }
 

@@ -227,14 +227,17 @@ fn run() -> Result<(), String> {
     let (_sigil, addr) = start(cmd, "sigil listening on http://", true)?;
     let url = format!("http://{addr}");
     let (mut empties, mut phrases, mut checks, mut token_checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut cookie_checks = Vec::new();
     for _ in 0..ROUNDS {
         empties.push(load(&empty_url, &["get", "-c", "64", "-d", "4s"], &scratch)?);
         phrases.push(load(&url, &["phrase", "-c", "64", "-d", "4s"], &scratch)?);
         checks.push(load(&url, &["session-check", "-c", "64", "-d", "4s", "--sessions", "200"], &scratch)?);
         token_checks.push(load(&url, &["token-check", "-c", "64", "-d", "4s", "--sessions", "200", "--internal-secret", BENCH_SECRET], &scratch)?);
+        cookie_checks.push(load(&url, &["cookie-check", "-c", "64", "-d", "4s", "--sessions", "200", "--internal-secret", BENCH_SECRET], &scratch)?);
     }
     let (empty, phrase, check) = (median_run(empties), median_run(phrases), median_run(checks));
     let token_check = median_run(token_checks);
+    let cookie_check = median_run(cookie_checks);
     let empty_rps = num(&empty, "/throughput_per_s");
 
     let r = num(&phrase, "/throughput_per_s");
@@ -290,6 +293,23 @@ fn run() -> Result<(), String> {
         ratio: Some(r / empty_rps),
         target: ">= 60%, p99 < 2 ms at 80%",
         met: Some(r / empty_rps >= 0.6 && token_p99_80 < 2.0),
+    });
+
+    let r = num(&cookie_check, "/throughput_per_s");
+    let cookie_at80 = format!("{:.0}", (r * 0.8).floor());
+    let cookie_steady = load(
+        &url,
+        &["cookie-check", "-c", "64", "-d", "5s", "--sessions", "200", "--rate", &cookie_at80, "--internal-secret", BENCH_SECRET],
+        &scratch,
+    )?;
+    let cookie_p99_80 = num(&cookie_steady, "/latency_ms/p99");
+    rows.push(Row {
+        scenario: "authenticated request (cookie, /v1/users/@me)",
+        measured: format!("{r:.0}/s; p99 {cookie_p99_80:.2} ms at 80% ({cookie_at80}/s)"),
+        reference: format!("empty handler {empty_rps:.0}/s"),
+        ratio: Some(r / empty_rps),
+        target: ">= 60%, p99 < 2 ms at 80%",
+        met: Some(r / empty_rps >= 0.6 && cookie_p99_80 < 2.0),
     });
 
     // Password logins against argon2id itself at the same parameters on the same cores.
@@ -424,6 +444,7 @@ fn run() -> Result<(), String> {
         "raw": {"empty": empty, "phrase": phrase, "wallet_login": login, "session_check": check,
                 "session_check_80": steady, "ws_push": push, "ws_idle": idle,
                 "token_check": token_check, "token_check_80": token_steady, "password_login": password,
+                "cookie_check": cookie_check, "cookie_check_80": cookie_steady,
                 "session_check_calm": calm, "session_check_storm": stormy, "password_storm": storm,
                 "session_check_beside_idle_burners": burned,
                 "restart_1m_ms": restart.as_secs_f64() * 1000.0,
