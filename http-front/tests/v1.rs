@@ -20,6 +20,7 @@ fn serve(dir: &std::path::Path, extra: &[(&str, &str)]) -> common::Served {
         ("SIGIL_ACCOUNTS__COOKIE_SECURE", "false"),
         ("SIGIL_LIMITS__LOGIN_PER_IP", "1000/10s"),
         ("SIGIL_LIMITS__MFA_PER_IP", "1000/1m"),
+        ("SIGIL_LIMITS__MFA_PER_ACCOUNT", "1000/1m"),
     ];
     e.extend_from_slice(extra);
     common::serve(dir, &e)
@@ -439,4 +440,35 @@ async fn handoff_moves_a_browser_session_to_a_native_app() {
         codes.push(r.status);
     }
     assert!(codes.contains(&429), "{codes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_and_handoffs_release_one_session_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &[("SIGIL_SERVER__TRUSTED_PROXIES", r#"["127.0.0.1"]"#)]);
+    create_user(&s, json!({"username": "barbara", "password": "liskov substitution", "email": "b@example.com"})).await;
+    let from = |ip: &'static str| send(plain().post(s.url("/v1/auth/login")).header("x-forwarded-for", ip).json(&json!({"login": "barbara", "password": "liskov substitution"})));
+    let first = from("10.1.0.1").await;
+    assert_eq!(first.status, 200);
+    let token = first.body["token"].as_str().unwrap().to_string();
+    let ticket = from("10.1.0.2").await.body["ticket"].as_str().unwrap().to_string();
+    let outbox = send(plain().get(s.url("/api/admin/outbox?to=b@example.com")).header("x-internal-secret", SECRET)).await.body;
+    let code = outbox.as_array().unwrap().last().unwrap()["code"].as_str().unwrap().to_string();
+    // The same code approved 8 times at once: one 204.
+    let approvals = (0..8).map(|_| send(plain().post(s.url("/v1/auth/authorize-ip")).json(&json!({"code": code}))));
+    let approvals = futures_util::future::join_all(approvals).await;
+    assert_eq!(approvals.iter().filter(|r| r.status == 204).count(), 1);
+    // 10 polls at once: one session.
+    let polls = (0..10).map(|_| send(plain().get(s.url(&format!("/v1/auth/authorize-ip/poll?ticket={ticket}")))));
+    let polls = futures_util::future::join_all(polls).await;
+    assert_eq!(polls.iter().filter(|r| r.body["completed"] == true).count(), 1);
+
+    // A handoff polled 10 times at once after approval: one session.
+    let r = send(plain().post(s.url("/v1/auth/handoff/initiate"))).await;
+    let (hcode, secret) = (r.body["code"].as_str().unwrap().to_string(), r.body["poll_secret"].as_str().unwrap().to_string());
+    let approve = send(plain().post(s.url(&format!("/v1/auth/handoff/{hcode}/complete"))).bearer_auth(&token)).await;
+    assert_eq!(approve.status, 204);
+    let polls = (0..10).map(|_| send(plain().get(s.url(&format!("/v1/auth/handoff/{hcode}/status"))).header("x-handoff-secret", secret.clone())));
+    let polls = futures_util::future::join_all(polls).await;
+    assert_eq!(polls.iter().filter(|r| r.body["status"] == "completed").count(), 1);
 }

@@ -287,7 +287,12 @@ async fn ticket_body(req: &HttpRequest, payload: web::Payload, state: &AccountsS
         return Err(WebError::InvalidForm(vec![("ticket".into(), "too long".into())]).into());
     }
     let ip = state.client_ip(req).map(|i| i.to_string()).unwrap_or_default();
-    state.hit("mfa_per_ip", &format!("mfa-ip:{ip}"), state.config.limits.mfa_per_ip).map_err(WebError::RateLimited)?;
+    let limits = &state.config.limits;
+    state.hit("mfa_per_ip", &format!("mfa-ip:{ip}"), limits.mfa_per_ip).map_err(WebError::RateLimited)?;
+    // Per account too, across all its tickets (one ticket alone allows five codes).
+    if let Some(t) = rules::ticket(state.store.as_ref(), &body.ticket)? {
+        state.hit("mfa_per_account", &format!("mfa-account:{}", t.account), limits.mfa_per_account).map_err(WebError::RateLimited)?;
+    }
     Ok(body)
 }
 
@@ -426,6 +431,8 @@ async fn sudo_verify(req: HttpRequest, payload: web::Payload, state: State) -> R
     let caller = authenticate(&state, &req).await?;
     let body: SudoBody = json::read(&req, payload, MAX_JSON_BODY).await?;
     let limits = &state.config.limits;
+    let ip = state.client_ip(&req).map(|i| i.to_string()).unwrap_or_default();
+    state.hit("mfa_per_ip", &format!("mfa-ip:{ip}"), limits.mfa_per_ip).map_err(WebError::RateLimited)?;
     let fail_key = format!("sudo-fail:{}", caller.account.guid);
     state.peek("login_per_account", &fail_key, limits.login_per_account).map_err(WebError::RateLimited)?;
     let confirmed = match (&body.password, body.mfa_method.as_deref(), &body.code) {
