@@ -260,11 +260,24 @@ async fn internal_validation_errors_limits_and_kill_9() {
     assert!(r.body["retry_after"].as_u64().unwrap() >= 1);
     assert!(r.retry_after.is_some());
 
-    // kill -9: the session and the logout were acknowledged, so both survive.
+    // A sudo grant and a TOTP enrolment, acknowledged just before the kill.
+    let sudo = send(plain().post(s.url("/v1/auth/sudo/verify")).bearer_auth(&token).json(&json!({"password": "penguin power"}))).await;
+    let sudo = sudo.body["sudo_token"].as_str().unwrap().to_string();
+    let secret = base32(&[0x33; 20]);
+    fresh_step().await;
+    let enable = json!({"secret": secret, "code": totp_now(&secret)});
+    let r = send(plain().post(s.url("/v1/users/@me/mfa/totp/enable")).bearer_auth(&token).header("x-sudo-token", &sudo).json(&enable)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // kill -9: everything acknowledged survives.
     s.kill9();
     let s = serve(dir.path(), &[]);
-    assert_eq!(send(plain().get(s.url("/v1/users/@me")).bearer_auth(&token)).await.status, 200);
-    assert_eq!(send(plain().get(s.url("/v1/users/@me")).bearer_auth(&gone)).await.status, 401);
+    assert_eq!(send(plain().get(s.url("/v1/users/@me")).bearer_auth(&token)).await.status, 200, "the session");
+    assert_eq!(send(plain().get(s.url("/v1/users/@me")).bearer_auth(&gone)).await.status, 401, "the logout");
+    let r = send(plain().post(s.url("/v1/auth/sessions/logout")).bearer_auth(&token).header("x-sudo-token", &sudo).json(&json!({"session_ids": []}))).await;
+    assert_eq!(r.status, 204, "the sudo grant: {}", r.body);
+    let me = send(plain().get(s.url("/v1/users/@me")).bearer_auth(&token)).await.body;
+    assert_eq!((me["mfa_enabled"].clone(), me["methods"].clone()), (json!(true), json!(["totp", "recovery"])), "the enrolment");
 }
 
 fn base32(bytes: &[u8]) -> String {
