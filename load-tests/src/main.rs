@@ -37,6 +37,11 @@ pub enum Scenario {
     /// Cookie-authenticated GET /v1/users/@me, rotating over --sessions `/v1` sessions of one
     /// account made through the admin API (needs --internal-secret).
     CookieCheck,
+    /// The full `/v1` login with a second factor: password (POST /v1/auth/login → MFA ticket),
+    /// then a TOTP code (POST /v1/auth/mfa/totp → session), over --sessions accounts with TOTP
+    /// enrolled through the admin API (needs --internal-secret). A TOTP step works once per
+    /// account, so --sessions must exceed 30 s × the login rate.
+    MfaLogin,
 }
 
 #[derive(Debug, Parser)]

@@ -274,6 +274,16 @@ pub async fn run(args: &Args) -> Result<Report, String> {
             warm_up(args, op.clone()).await?;
             Ok(report("cookie-check", drive(args, None, op).await?))
         }
+        Scenario::MfaLogin => {
+            let users = make_accounts(&ctx, args, args.sessions.max(1)).await?;
+            let secret = args.internal_secret.clone().unwrap_or_default();
+            let mut enrolled = Vec::with_capacity(users.len());
+            for user in users {
+                enrolled.push((user.clone(), ctx.enrol_totp(&user, &secret).await?));
+            }
+            let op = mfa_login_op(&ctx, Arc::new(enrolled));
+            Ok(report("mfa-login", drive(args, Some(args.sessions.max(1) as u64), op).await?))
+        }
         Scenario::TokenCheck => {
             let users = make_accounts(&ctx, args, 1).await?;
             let user = users.first().ok_or("no account")?;
@@ -325,6 +335,24 @@ async fn ok_200(req: reqwest::RequestBuilder) -> Result<reqwest::Response, Strin
 }
 
 impl Ctx {
+    /// Enrols TOTP for `user` through the admin API; returns the base32 secret.
+    async fn enrol_totp(&self, user: &str, secret: &str) -> Result<String, String> {
+        let users: Value = ok_200(self.client.get(format!("{}/api/admin/users", self.base)).header("x-internal-secret", secret))
+            .await?
+            .json()
+            .await
+            .map_err(|_| "bad-body".to_string())?;
+        let guid = users
+            .as_array()
+            .and_then(|all| all.iter().find(|u| u.get("username").and_then(Value::as_str) == Some(user)))
+            .and_then(|u| u.get("guid").and_then(Value::as_str))
+            .ok_or("enrolling TOTP: account not listed")?
+            .to_string();
+        let req = self.client.post(format!("{}/api/admin/users/{guid}/2fa/totp", self.base)).header("x-internal-secret", secret).json(&json!({}));
+        let body: Value = ok_200(req).await?.json().await.map_err(|_| "bad-body".to_string())?;
+        body.get("secret").and_then(Value::as_str).map(str::to_string).ok_or_else(|| "bad-body".into())
+    }
+
     /// Logs `user` in on the account API (`/v1`); returns the session token (the cookie's value).
     async fn web_login(&self, user: &str) -> Result<String, String> {
         let req = self.client.post(format!("{}/v1/auth/login", self.base)).json(&json!({"login": user, "password": LOAD_PASSWORD}));
@@ -349,6 +377,28 @@ fn password_login_op(
         let ctx = ctx.clone();
         let user = users.get(k as usize % users.len().max(1)).cloned().unwrap_or_default();
         Box::pin(async move { ctx.token_login(&user).await.map(|_| ()) })
+    }
+}
+
+fn mfa_login_op(
+    ctx: &Ctx,
+    accounts: Arc<Vec<(String, String)>>,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Clone + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |k| {
+        let ctx = ctx.clone();
+        let account = accounts.get(k as usize % accounts.len().max(1)).cloned();
+        Box::pin(async move {
+            let (user, secret) = account.ok_or("no account")?;
+            let req = ctx.client.post(format!("{}/v1/auth/login", ctx.base)).json(&json!({"login": user, "password": LOAD_PASSWORD}));
+            let body: Value = ok_200(req).await?.json().await.map_err(|_| "bad-body".to_string())?;
+            let ticket = body.get("ticket").and_then(Value::as_str).ok_or("no-mfa-ticket")?.to_string();
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let code = sigil_engine::account::factors::totp_code(&secret, now).ok_or("bad-secret")?;
+            let req = ctx.client.post(format!("{}/v1/auth/mfa/totp", ctx.base)).json(&json!({"ticket": ticket, "code": code}));
+            let _ = ok_200(req).await?.bytes().await;
+            Ok(())
+        })
     }
 }
 

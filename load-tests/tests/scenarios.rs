@@ -106,6 +106,8 @@ fn every_scenario_runs_and_reports() {
     assert_eq!(r["ok"], 24, "{r}");
     let r = load(&url, &["token-check", "--sessions", "4", "--count", "200", "--internal-secret", SECRET]);
     assert_eq!(r["ok"], 200, "{r}");
+    let r = load(&url, &["mfa-login", "--sessions", "6", "--internal-secret", SECRET]);
+    assert_eq!(r["ok"], 6, "{r}");
     let r = load(&url, &["cookie-check", "--sessions", "4", "--count", "200", "--internal-secret", SECRET]);
     assert_eq!(r["ok"], 200, "{r}");
     let out = Command::new(LOAD).args(["token-check", "--url", &url, "--quiet", "--count", "1"]).env_remove("SIGIL_LOAD_INTERNAL_SECRET").output().unwrap();

@@ -46,6 +46,12 @@ pub fn otpauth_uri(base32: &str, account: &str) -> Option<String> {
     Some(totp(decode_secret(base32)?, account).get_url())
 }
 
+/// The code an authenticator app shows for `base32` at `unix_secs` (for clients of sigil: the
+/// load generator; sigil itself only checks codes, with [`totp_match`]).
+pub fn totp_code(base32: &str, unix_secs: u64) -> Option<String> {
+    Some(totp(decode_secret(base32)?, "").generate(unix_secs))
+}
+
 /// The time step a code is for: `unix_secs / 30`.
 pub fn totp_step(unix_secs: u64) -> u64 {
     unix_secs / TOTP_STEP_SECS
