@@ -485,3 +485,40 @@ async fn approvals_and_handoffs_release_one_session_under_concurrency() {
     let polls = futures_util::future::join_all(polls).await;
     assert_eq!(polls.iter().filter(|r| r.body["status"] == "completed").count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_secrets_are_never_stored_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = serve(dir.path(), &[("SIGIL_SERVER__TRUSTED_PROXIES", r#"["127.0.0.1"]"#)]);
+    let password = "a v1 password to look for";
+    create_user(&s, json!({"username": "dennis", "password": password, "email": "d@example.com"})).await;
+    let session = login(&s, &plain(), "dennis", password).await.body["token"].as_str().unwrap().to_string();
+    let sudo = send(plain().post(s.url("/v1/auth/sudo/verify")).bearer_auth(&session).json(&json!({"password": password}))).await;
+    let sudo = sudo.body["sudo_token"].as_str().unwrap().to_string();
+    let wait = send(plain().post(s.url("/v1/auth/login")).header("x-forwarded-for", "10.9.9.9").json(&json!({"login": "dennis", "password": password}))).await;
+    let wait = wait.body["ticket"].as_str().unwrap().to_string();
+    let outbox = send(plain().get(s.url("/api/admin/outbox?to=d@example.com")).header("x-internal-secret", SECRET)).await.body;
+    let ip_code = outbox.as_array().unwrap().last().unwrap()["code"].as_str().unwrap().to_string();
+    let handoff = send(plain().post(s.url("/v1/auth/handoff/initiate"))).await.body;
+    let poll_secret = handoff["poll_secret"].as_str().unwrap().to_string();
+    let secret = base32(&[0x42; 20]);
+    fresh_step().await;
+    let r = send(plain().post(s.url("/v1/users/@me/mfa/totp/enable")).bearer_auth(&session).header("x-sudo-token", &sudo).json(&json!({"secret": secret, "code": totp_now(&secret)}))).await;
+    let recovery = r.body["recovery_codes"][0].as_str().unwrap().to_string();
+    let ticket = login(&s, &plain(), "dennis", password).await.body["ticket"].as_str().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();
+    s.child.wait().unwrap();
+
+    let store = sigil_engine::store::RocksStore::open(dir.path(), sigil_engine::store::Durability::Fsync).unwrap();
+    let secrets = [password, &session, &sudo, &wait, &ip_code, &poll_secret, &recovery, &ticket];
+    for cf in sigil_engine::store::Cf::ALL.into_iter().filter(|cf| *cf != sigil_engine::store::Cf::Expiry) {
+        use sigil_engine::store::Store as _;
+        for (k, v) in store.scan_prefix(cf, b"", usize::MAX).unwrap() {
+            let (k, v) = (String::from_utf8_lossy(&k), String::from_utf8_lossy(&v));
+            for secret in secrets {
+                assert!(!k.contains(secret) && !v.contains(secret), "{secret:?} in clear in {}: {k} = {v}", cf.name());
+            }
+        }
+    }
+    store.close().unwrap();
+}
