@@ -42,6 +42,11 @@ pub enum Scenario {
     /// enrolled through the admin API (needs --internal-secret). A TOTP step works once per
     /// account, so --sessions must exceed 30 s × the login rate.
     MfaLogin,
+    /// `/v1` new-location approval pushed to waiting websockets: --sockets accounts each log in
+    /// from a new address (X-Forwarded-For: the server must trust 127.0.0.1 as a proxy and use
+    /// the `log` sender), wait on `/v1/auth/authorize-ip/ws`, then are approved; latency is
+    /// frame arrival minus approval response (needs --internal-secret).
+    IpPush,
 }
 
 #[derive(Debug, Parser)]

@@ -284,6 +284,7 @@ pub async fn run(args: &Args) -> Result<Report, String> {
             let op = mfa_login_op(&ctx, Arc::new(enrolled));
             Ok(report("mfa-login", drive(args, Some(args.sessions.max(1) as u64), op).await?))
         }
+        Scenario::IpPush => ip_push(&ctx, args).await,
         Scenario::TokenCheck => {
             let users = make_accounts(&ctx, args, 1).await?;
             let user = users.first().ok_or("no account")?;
@@ -337,17 +338,7 @@ async fn ok_200(req: reqwest::RequestBuilder) -> Result<reqwest::Response, Strin
 impl Ctx {
     /// Enrols TOTP for `user` through the admin API; returns the base32 secret.
     async fn enrol_totp(&self, user: &str, secret: &str) -> Result<String, String> {
-        let users: Value = ok_200(self.client.get(format!("{}/api/admin/users", self.base)).header("x-internal-secret", secret))
-            .await?
-            .json()
-            .await
-            .map_err(|_| "bad-body".to_string())?;
-        let guid = users
-            .as_array()
-            .and_then(|all| all.iter().find(|u| u.get("username").and_then(Value::as_str) == Some(user)))
-            .and_then(|u| u.get("guid").and_then(Value::as_str))
-            .ok_or("enrolling TOTP: account not listed")?
-            .to_string();
+        let guid = guid_of(self, user, secret).await?;
         let req = self.client.post(format!("{}/api/admin/users/{guid}/2fa/totp", self.base)).header("x-internal-secret", secret).json(&json!({}));
         let body: Value = ok_200(req).await?.json().await.map_err(|_| "bad-body".to_string())?;
         body.get("secret").and_then(Value::as_str).map(str::to_string).ok_or_else(|| "bad-body".into())
@@ -551,21 +542,17 @@ fn ws_url(ctx: &Ctx, phrase: &str) -> String {
     format!("{}/ws/id/{phrase}", ctx.base.replacen("http", "ws", 1))
 }
 
-/// Opens `phrases.len()` websockets, `concurrency` at a time; each task resolves with the
+/// Opens a websocket to each of `urls`, `concurrency` at a time; each task resolves with the
 /// instant its first frame arrived.
-async fn open_sockets(
-    ctx: &Ctx,
-    phrases: &[String],
-    concurrency: usize,
-) -> Result<Vec<tokio::task::JoinHandle<Option<Instant>>>, String> {
-    let mut handles = Vec::with_capacity(phrases.len());
-    for chunk in phrases.chunks(concurrency.max(1)) {
+async fn open_sockets(urls: &[String], concurrency: usize) -> Result<Vec<tokio::task::JoinHandle<Option<Instant>>>, String> {
+    let mut handles = Vec::with_capacity(urls.len());
+    for chunk in urls.chunks(concurrency.max(1)) {
         // Small buffers: the client should not need more memory than the server it measures.
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0);
-        let connect = |p: &String| {
-            let url = ws_url(ctx, p);
+        let connect = |url: &String| {
+            let url = url.clone();
             async move {
                 tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(url, Some(config), false))
                     .await
@@ -592,7 +579,8 @@ async fn open_sockets(
 async fn ws_push(ctx: &Ctx, args: &Args) -> Result<Report, String> {
     let logins = prepare(ctx, args.sockets.max(1), args.connections, args.quiet).await?;
     let phrases: Vec<String> = logins.iter().map(|l| l.phrase.clone()).collect();
-    let sockets = open_sockets(ctx, &phrases, args.connections).await?;
+    let urls: Vec<String> = phrases.iter().map(|p| ws_url(ctx, p)).collect();
+    let sockets = open_sockets(&urls, args.connections).await?;
     if !args.quiet {
         eprintln!("{} websockets waiting; logging in…", sockets.len());
     }
@@ -648,10 +636,11 @@ async fn ws_idle(ctx: &Ctx, args: &Args) -> Result<Report, String> {
     // Half first, then the rest: the second half's growth is the marginal cost of a socket
     // (what 100k would cost), free of one-time growth such as allocator arenas and buffers.
     let (first, second) = phrases.split_at(phrases.len() / 2);
-    let mut sockets = open_sockets(ctx, first, args.connections).await?;
+    let url_of = |ps: &[String]| ps.iter().map(|p| ws_url(ctx, p)).collect::<Vec<_>>();
+    let mut sockets = open_sockets(&url_of(first), args.connections).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let half = server_rss(ctx).await?;
-    sockets.extend(open_sockets(ctx, second, args.connections).await?);
+    sockets.extend(open_sockets(&url_of(second), args.connections).await?);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = server_rss(ctx).await?;
     let mut stats = Stats::new()?;
@@ -675,4 +664,102 @@ async fn ws_idle(ctx: &Ctx, args: &Args) -> Result<Report, String> {
     let marginal = (held.max(after) - half) / (second.len().max(1) as f64);
     r.extra.insert("bytes_per_socket".into(), json!(marginal.round()));
     Ok(r)
+}
+
+/// Logs `user` in on `/v1` as if from `ip` (via X-Forwarded-For); the reply's status and body.
+async fn web_login_from(ctx: &Ctx, user: &str, ip: &str) -> Result<(u16, Value), String> {
+    let res = ctx
+        .client
+        .post(format!("{}/v1/auth/login", ctx.base))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"login": user, "password": LOAD_PASSWORD}))
+        .send()
+        .await
+        .map_err(|_| "connect".to_string())?;
+    let status = res.status().as_u16();
+    Ok((status, res.json().await.map_err(|_| "bad-body".to_string())?))
+}
+
+async fn ip_push(ctx: &Ctx, args: &Args) -> Result<Report, String> {
+    let secret = args.internal_secret.clone().ok_or("ip-push needs --internal-secret")?;
+    let n = args.sockets.max(1);
+    let users = make_accounts(ctx, args, n).await?;
+    if !args.quiet {
+        eprintln!("logging {n} accounts in from a known, then a new address (off the clock)…");
+    }
+    let mut tickets = Vec::with_capacity(n);
+    for (i, user) in users.iter().enumerate() {
+        ctx.client
+            .patch(format!("{}/api/admin/users/{}", ctx.base, guid_of(ctx, user, &secret).await?))
+            .header("x-internal-secret", &secret)
+            .json(&json!({"email": format!("{user}@load.invalid")}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (status, _) = web_login_from(ctx, user, "10.0.0.1").await?;
+        if status != 200 {
+            return Err(format!("first login: http-{status} (limits on?)"));
+        }
+        let new_ip = format!("10.{}.{}.2", 1 + i / 250, i % 250);
+        let (status, body) = web_login_from(ctx, user, &new_ip).await?;
+        let ticket = body.get("ticket").and_then(Value::as_str).map(str::to_string);
+        match (status, ticket) {
+            (403, Some(t)) => tickets.push(t),
+            _ => return Err(format!("new-address login: http-{status} {body} (server must trust 127.0.0.1: server.trusted_proxies)")),
+        }
+    }
+    let outbox: Value = ok_200(ctx.client.get(format!("{}/api/admin/outbox", ctx.base)).header("x-internal-secret", &secret))
+        .await?
+        .json()
+        .await
+        .map_err(|_| "bad-body".to_string())?;
+    let code_for = |user: &str| {
+        let to = format!("{user}@load.invalid");
+        outbox.as_array().and_then(|all| all.iter().rev().find(|m| m.get("to").and_then(Value::as_str) == Some(to.as_str())))
+            .and_then(|m| m.get("code").and_then(Value::as_str))
+            .map(str::to_string)
+    };
+    let codes: Vec<String> = users.iter().map(|u| code_for(u).ok_or("no code in the outbox (sms.sender = log?)")).collect::<Result<_, _>>()?;
+    let base = ctx.base.replacen("http", "ws", 1);
+    let urls: Vec<String> = tickets.iter().map(|t| format!("{base}/v1/auth/authorize-ip/ws?ticket={t}")).collect();
+    let sockets = open_sockets(&urls, args.connections).await?;
+    let mut stats = Stats::new()?;
+    let started = Instant::now();
+    let mut frame_first = 0u64;
+    for (code, socket) in codes.into_iter().zip(sockets) {
+        let req = ctx.client.post(format!("{}/v1/auth/authorize-ip", ctx.base)).json(&json!({"code": code}));
+        let answered = req.send().await.map(|r| r.status().as_u16());
+        let response_at = Instant::now();
+        let frame_at = tokio::time::timeout(Duration::from_secs(10), socket).await.ok().and_then(Result::ok).flatten();
+        match (answered, frame_at) {
+            (Ok(204), Some(frame_at)) => {
+                if frame_at <= response_at {
+                    frame_first += 1;
+                }
+                stats.record(frame_at.saturating_duration_since(response_at), Ok(()));
+            }
+            (Ok(204), None) => stats.record(Duration::ZERO, Err("no-frame".into())),
+            (Ok(status), _) => stats.record(Duration::ZERO, Err(format!("http-{status}"))),
+            (Err(_), _) => stats.record(Duration::ZERO, Err("connect".into())),
+        }
+    }
+    let mut r = Report { scenario: "ip-push".into(), elapsed: started.elapsed(), stats, extra: serde_json::Map::new() };
+    r.extra.insert("latency_is".into(), json!("frame arrival minus approval response arrival (0 when the frame came first)"));
+    r.extra.insert("frames_before_response".into(), json!(frame_first));
+    Ok(r)
+}
+
+/// The guid of `user`, from the admin API.
+async fn guid_of(ctx: &Ctx, user: &str, secret: &str) -> Result<String, String> {
+    let users: Value = ok_200(ctx.client.get(format!("{}/api/admin/users", ctx.base)).header("x-internal-secret", secret))
+        .await?
+        .json()
+        .await
+        .map_err(|_| "bad-body".to_string())?;
+    users
+        .as_array()
+        .and_then(|all| all.iter().find(|u| u.get("username").and_then(Value::as_str) == Some(user)))
+        .and_then(|u| u.get("guid").and_then(Value::as_str))
+        .map(str::to_string)
+        .ok_or_else(|| format!("{user} is not listed"))
 }

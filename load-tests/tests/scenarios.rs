@@ -30,6 +30,7 @@ fn start_sigil(dir: &std::path::Path) -> Sigil {
         .env("SIGIL_LIMITS__ENABLED", "false")
         .env("SIGIL_STORE__DURABILITY", "buffered")
         .env("SIGIL_ACCOUNTS__INTERNAL_SECRET", SECRET)
+        .env("SIGIL_SERVER__TRUSTED_PROXIES", r#"["127.0.0.1"]"#)
         .env("SIGIL_PASSWORDS__HASH", "{ memory_kib = 7168, iterations = 5, parallelism = 1 }")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
@@ -106,6 +107,8 @@ fn every_scenario_runs_and_reports() {
     assert_eq!(r["ok"], 24, "{r}");
     let r = load(&url, &["token-check", "--sessions", "4", "--count", "200", "--internal-secret", SECRET]);
     assert_eq!(r["ok"], 200, "{r}");
+    let r = load(&url, &["ip-push", "--sockets", "5", "--internal-secret", SECRET]);
+    assert_eq!(r["ok"], 5, "every waiting socket got its approval: {r}");
     let r = load(&url, &["mfa-login", "--sessions", "6", "--internal-secret", SECRET]);
     assert_eq!(r["ok"], 6, "{r}");
     let r = load(&url, &["cookie-check", "--sessions", "4", "--count", "200", "--internal-secret", SECRET]);

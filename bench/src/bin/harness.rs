@@ -223,6 +223,8 @@ fn run() -> Result<(), String> {
         .env("SIGIL_LIMITS__ENABLED", "false")
         .env("SIGIL_LOG__FILTER", "info")
         .env("SIGIL_ACCOUNTS__INTERNAL_SECRET", BENCH_SECRET)
+        // ip-push logs in "from" new addresses through X-Forwarded-For.
+        .env("SIGIL_SERVER__TRUSTED_PROXIES", r#"["127.0.0.1"]"#)
         .env("NO_COLOR", "1");
     let (_sigil, addr) = start(cmd, "sigil listening on http://", true)?;
     let url = format!("http://{addr}");
@@ -374,6 +376,17 @@ fn run() -> Result<(), String> {
         met: Some(p99 < 5.0),
     });
 
+    let ip_push = load(&url, &["ip-push", "-c", "16", "--sockets", "200", "--internal-secret", BENCH_SECRET], &scratch)?;
+    let p99 = num(&ip_push, "/latency_ms/p99");
+    rows.push(Row {
+        scenario: "new-location approval push (/v1, 200 waiting)",
+        measured: format!("p50 {:.2} ms, p99 {p99:.2} ms", num(&ip_push, "/latency_ms/p50")),
+        reference: "after the approval response".into(),
+        ratio: None,
+        target: "p99 < 5 ms",
+        met: Some(p99 < 5.0),
+    });
+
     drop(_sigil);
     // A fresh server: after the load above its allocator may hand memory back while the
     // sockets open, which would make the per-socket figure meaningless.
@@ -444,7 +457,7 @@ fn run() -> Result<(), String> {
         "raw": {"empty": empty, "phrase": phrase, "wallet_login": login, "session_check": check,
                 "session_check_80": steady, "ws_push": push, "ws_idle": idle,
                 "token_check": token_check, "token_check_80": token_steady, "password_login": password,
-                "cookie_check": cookie_check, "cookie_check_80": cookie_steady,
+                "cookie_check": cookie_check, "cookie_check_80": cookie_steady, "ip_push": ip_push,
                 "session_check_calm": calm, "session_check_storm": stormy, "password_storm": storm,
                 "session_check_beside_idle_burners": burned,
                 "restart_1m_ms": restart.as_secs_f64() * 1000.0,
