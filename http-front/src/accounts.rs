@@ -122,3 +122,64 @@ pub fn rehash_in_background(state: &actix_web::web::Data<AccountsState>, account
         }
     });
 }
+
+/// Why the password step of a login refused.
+#[derive(Debug)]
+pub enum PasswordRefusal {
+    /// A login limit is full; retry after this many milliseconds.
+    RateLimited(Millis),
+    /// Unknown login or wrong password (the same, after the same work).
+    Invalid,
+    /// The password pool or the store could not answer.
+    Unavailable(String),
+}
+
+/// The password step every dialect's login shares: the per-IP and per-name limits (the same
+/// counters for every dialect: one account, one set of limits), the lookup by username or
+/// email, argon2id on the password pool (against a decoy for unknown names), failure counting,
+/// and the background re-hash. Counts outcomes in `sigil_account_logins_total{dialect}`.
+///
+/// Failures per name: a full window refuses before any hashing; only wrong passwords count,
+/// so parallel logins of an honest script never meet it. Concurrent guesses can overrun the
+/// window by the logins in flight, which the per-IP limit bounds.
+pub async fn check_password(
+    state: &actix_web::web::Data<AccountsState>,
+    dialect: &str,
+    ip: &str,
+    login: &str,
+    password: String,
+) -> Result<sigil_engine::account::Account, PasswordRefusal> {
+    use sigil_engine::account::password::Verdict;
+    let outcome = |o: &str| state.metrics.logins.with_label_values(&[dialect, "password", o]).inc();
+    let limits = &state.config.limits;
+    let limited = |wait| {
+        outcome("rate_limited");
+        PasswordRefusal::RateLimited(wait)
+    };
+    state.hit("login_per_ip", &format!("login-ip:{ip}"), limits.login_per_ip).map_err(limited)?;
+    let fail_key = format!("login-fail:{}", login.to_lowercase());
+    state.peek("login_per_account", &fail_key, limits.login_per_account).map_err(limited)?;
+    let found = sigil_engine::account::find(state.store.as_ref(), login).map_err(|e| PasswordRefusal::Unavailable(e.to_string()))?;
+    let verdict = state.passwords.verify(password.clone(), found.as_ref().map(|a| a.password.clone())).await;
+    match (found, verdict) {
+        (Some(account), Ok(Verdict::Valid { rehash })) => {
+            if rehash {
+                rehash_in_background(state, &account, password);
+            }
+            Ok(account)
+        }
+        (_, Err(sigil_actors::ActorError::Overloaded(_))) => {
+            outcome("rate_limited");
+            Err(PasswordRefusal::RateLimited(1_000))
+        }
+        (_, Err(e)) => {
+            outcome("unavailable");
+            Err(PasswordRefusal::Unavailable(e.to_string()))
+        }
+        _ => {
+            outcome("invalid");
+            state.failed(&fail_key, limits.login_per_account);
+            Err(PasswordRefusal::Invalid)
+        }
+    }
+}

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sigil_actors::outbox::{Channel, Message};
 use sigil_actors::sessions::{self, EndSession, IssueTokenSms, OpenAccountSession, TokenSecondFactor};
-use sigil_engine::account::password::{MAX_PASSWORD_BYTES, Verdict};
+use sigil_engine::account::password::MAX_PASSWORD_BYTES;
 use sigil_engine::account::{self, Account, Method, factors};
 use sigil_engine::session::agent::Agent;
 use sigil_engine::session::{self, AccountSession};
@@ -14,7 +14,7 @@ use sigil_engine::tokens::{self, Admission, Lifetimes, LoginOptions, Purpose, Sm
 
 use super::error::ApiError;
 use super::{Caller, authenticate, bearer};
-use crate::accounts::AccountsState;
+use crate::accounts::{AccountsState, PasswordRefusal, check_password};
 use crate::json::{self, MAX_JSON_BODY};
 
 type State = web::Data<AccountsState>;
@@ -72,34 +72,11 @@ async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<
     }
     let ip = state.client_ip(&req);
     let ip_text = ip.map(|i| i.to_string()).unwrap_or_default();
-    let limits = &state.config.limits;
-    let limited = |r: Result<(), u64>| {
-        r.map_err(|wait| {
-            outcome("rate_limited");
-            ApiError::from(TokenError::RateLimited(wait))
-        })
-    };
-    limited(state.hit("login_per_ip", &format!("login-ip:{ip_text}"), limits.login_per_ip))?;
-    // Failures per account name: a full window refuses before any hashing; only wrong
-    // passwords count, so parallel logins of an honest script never meet it. Concurrent
-    // guesses can overrun the window by the logins in flight, which the per-IP limit bounds.
-    let fail_key = format!("login-fail:{}", body.username.to_lowercase());
-    limited(state.peek("login_per_account", &fail_key, limits.login_per_account))?;
-
-    let found = account::find(state.store.as_ref(), &body.username)?;
-    let verdict = state.passwords.verify(body.password.clone(), found.as_ref().map(|a| a.password.clone())).await;
-    let verdict = verdict.inspect_err(|_| outcome("unavailable"))?;
-    let (account, rehash) = match (found, verdict) {
-        (Some(a), Verdict::Valid { rehash }) => (a, rehash),
-        _ => {
-            outcome("invalid");
-            state.failed(&fail_key, limits.login_per_account);
-            return Err(TokenError::InvalidToken.into());
-        }
-    };
-    if rehash {
-        crate::accounts::rehash_in_background(&state, &account, body.password);
-    }
+    let account = check_password(&state, "token", &ip_text, &body.username, body.password).await.map_err(|r| match r {
+        PasswordRefusal::RateLimited(wait) => TokenError::RateLimited(wait),
+        PasswordRefusal::Invalid => TokenError::InvalidToken,
+        PasswordRefusal::Unavailable(why) => TokenError::Unavailable(why),
+    })?;
     let admission = tokens::admit(state.store.as_ref(), &account, ip).inspect_err(|e| outcome(refusal(e)))?;
 
     let life = Lifetimes { expiry_ms: state.config.tokens.expiry.as_millis(), renew_ms: state.config.tokens.expiry_renew.as_millis() };

@@ -21,7 +21,7 @@ use sigil_engine::web::{self as rules, HandoffStatus, TicketFactor, WebError};
 
 use super::error::V1Error;
 use super::{Caller, authenticate, session_cookie};
-use crate::accounts::AccountsState;
+use crate::accounts::{AccountsState, PasswordRefusal, check_password};
 use crate::json::{self, MAX_JSON_BODY};
 
 type State = web::Data<AccountsState>;
@@ -92,32 +92,11 @@ async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<
         return Err(WebError::InvalidForm(invalid).into());
     }
     let origin = origin_of(&state, &req);
-    let limits = &state.config.limits;
-    let limited = |r: Result<(), u64>| {
-        r.map_err(|wait| {
-            outcome("rate_limited");
-            V1Error::from(WebError::RateLimited(wait))
-        })
-    };
-    // The same counters as the token API: one account, one set of limits.
-    limited(state.hit("login_per_ip", &format!("login-ip:{}", origin.ip), limits.login_per_ip))?;
-    let fail_key = format!("login-fail:{}", body.login.to_lowercase());
-    limited(state.peek("login_per_account", &fail_key, limits.login_per_account))?;
-
-    let found = account::find(state.store.as_ref(), &body.login)?;
-    let verdict = state.passwords.verify(body.password.clone(), found.as_ref().map(|a| a.password.clone())).await;
-    let verdict = verdict.inspect_err(|_| outcome("unavailable"))?;
-    let (account, rehash) = match (found, verdict) {
-        (Some(a), Verdict::Valid { rehash }) => (a, rehash),
-        _ => {
-            outcome("invalid");
-            state.failed(&fail_key, limits.login_per_account);
-            return Err(WebError::InvalidCredentials.into());
-        }
-    };
-    if rehash {
-        crate::accounts::rehash_in_background(&state, &account, body.password);
-    }
+    let account = check_password(&state, "v1", &origin.ip, &body.login, body.password).await.map_err(|r| match r {
+        PasswordRefusal::RateLimited(wait) => WebError::RateLimited(wait),
+        PasswordRefusal::Invalid => WebError::InvalidCredentials,
+        PasswordRefusal::Unavailable(why) => WebError::Unavailable(why),
+    })?;
     rules::admit(state.store.as_ref(), &account, state.client_ip(&req)).inspect_err(|_| outcome("disabled"))?;
 
     if account.has_second_factor() {
