@@ -102,16 +102,14 @@ pub fn admit(store: &dyn Store, account: &Account, ip: Option<IpAddr>) -> Result
 pub struct LoginOptions {
     pub onetime: bool,
     pub hide_session: bool,
-    pub ip: String,
-    pub user_agent: String,
+    pub origin: Origin,
 }
 
 /// Mints a token for `account` and its session record (not yet written: see [`open_writes`]).
 pub fn mint(account: &Account, admission: Admission, opts: &LoginOptions, life: Lifetimes, now: Millis) -> Result<(BearerToken, Vec<u8>, AccountSession), TokenError> {
-    let origin = Origin { ip: opts.ip.clone(), user_agent: opts.user_agent.clone() };
     let verified = admission == Admission::Verified;
     let (token, key, mut s) =
-        AccountSession::mint(&account.guid, Dialect::Token, &origin, life.expiry_ms, Some(life.renew_ms), verified, now)
+        AccountSession::mint(&account.guid, Dialect::Token, &opts.origin, life.expiry_ms, Some(life.renew_ms), verified, now)
             .map_err(|e| TokenError::Unavailable(e.to_string()))?;
     s.onetime = opts.onetime;
     s.hide_session = opts.hide_session;
@@ -195,10 +193,10 @@ pub fn issue_sms(store: &dyn Store, key: &[u8], account: &Account, now: Millis) 
     session::update_account(store, key, &mut |s| {
         issued = false;
         let Some(s) = s else { return Edit::Keep };
-        if s.verified || s.sms.as_ref().is_some_and(|sms| now < sms.sent_at + factors::SMS_RESEND_MS) {
+        if s.verified || !SmsCode::may_resend(s.sms.as_ref(), now) {
             return Edit::Keep;
         }
-        s.sms = Some(SmsCode { hash: factors::code_hash(&code), sent_at: now, expires_at: now + factors::SMS_CODE_TTL_MS });
+        s.sms = Some(SmsCode::sent(&code, now));
         issued = true;
         Edit::Save
     })?;
@@ -244,7 +242,7 @@ pub fn second_factor(store: &dyn Store, key: &[u8], method: Method, code: &str, 
                 ok = false;
                 let Some(s) = s else { return Edit::Keep };
                 match &s.sms {
-                    Some(sms) if now < sms.expires_at && factors::code_matches(&digits, &sms.hash) => {
+                    Some(sms) if sms.accepts(&digits, now) => {
                         s.sms = None;
                         s.verified = true;
                         s.last_verified = Some(now);

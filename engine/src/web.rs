@@ -251,6 +251,30 @@ pub fn approve_ip(store: &dyn Store, code: &str) -> Result<String, WebError> {
     Ok(entry.wait)
 }
 
+/// Opens a session of `account` in the same atomic write that deletes the `tickets` record
+/// under `key` — if `still` holds for the record's current value (it was not consumed,
+/// burned or changed meanwhile). The one way every `/v1` ticket turns into a session, so
+/// each turns into at most one. `None` when the record no longer qualifies.
+fn consume_into_session(
+    store: &dyn Store,
+    key: &[u8],
+    account: &Account,
+    origin: &Origin,
+    session_ttl_ms: Millis,
+    now: Millis,
+    still: &dyn Fn(&[u8]) -> bool,
+) -> Result<Option<(BearerToken, AccountSession)>, WebError> {
+    let (token, session_key, s) = mint(account, origin, session_ttl_ms, now)?;
+    let mut opens = Batch::new();
+    session::open_writes(&mut opens, &session_key, &Session::Account(s.clone()))?;
+    let mut opened = false;
+    store.update(Cf::Tickets, key, false, &mut |current| {
+        opened = current.is_some_and(|c| still(&c.value));
+        if opened { Change::Delete { then: opens.clone() } } else { Change::Keep }
+    })?;
+    Ok(opened.then_some((token, s)))
+}
+
 /// The waiting login's session, once approved: `Ok(None)` while pending; the session (opened
 /// in the same atomic write that consumes the wait, so only once) when approved; unknown or
 /// expired ticket: `MFA_INVALID_TICKET`.
@@ -267,15 +291,11 @@ pub fn claim_ip_session(
     }
     let account = account::get(store, &w.account)?.filter(|a| !a.disabled).ok_or(WebError::InvalidTicket)?;
     let origin = Origin { ip: w.ip.clone(), user_agent: w.user_agent.clone() };
-    let (token, session_key, s) = mint(&account, &origin, session_ttl_ms, now)?;
-    let mut opens = Batch::new();
-    session::open_writes(&mut opens, &session_key, &Session::Account(s.clone()))?;
-    let mut opened = false;
-    store.update(Cf::Tickets, &key, false, &mut |current| {
-        opened = current.and_then(|c| serde_json::from_slice::<IpWait>(&c.value).ok()).is_some_and(|w| w.approved);
-        if opened { Change::Delete { then: opens.clone() } } else { Change::Keep }
-    })?;
-    if opened { Ok(Some((token, s, account))) } else { Err(WebError::InvalidTicket) }
+    let approved = |raw: &[u8]| serde_json::from_slice::<IpWait>(raw).is_ok_and(|w| w.approved);
+    match consume_into_session(store, &key, &account, &origin, session_ttl_ms, now, &approved)? {
+        Some((token, s)) => Ok(Some((token, s, account))),
+        None => Err(WebError::InvalidTicket),
+    }
 }
 
 /// Characters of a handoff code: no 0/O, 1/I/L or U, so it reads and types without doubt.
@@ -387,15 +407,11 @@ pub fn handoff_status(
         return Ok(if now >= h.expires_at { HandoffStatus::Expired } else { HandoffStatus::Pending });
     };
     let account = account::get(store, &owner)?.filter(|a| !a.disabled).ok_or(WebError::InvalidHandoffCode)?;
-    let (token, session_key, s) = mint(&account, origin, session_ttl_ms, now)?;
-    let mut opens = Batch::new();
-    session::open_writes(&mut opens, &session_key, &Session::Account(s))?;
-    let mut opened = false;
-    store.update(Cf::Tickets, &key, false, &mut |current| {
-        opened = current.and_then(|c| serde_json::from_slice::<Handoff>(&c.value).ok()).is_some_and(|h| h.completed_by.is_some());
-        if opened { Change::Delete { then: opens.clone() } } else { Change::Keep }
-    })?;
-    if opened { Ok(HandoffStatus::Completed(token, Box::new(account))) } else { Err(WebError::InvalidHandoffCode) }
+    let completed = |raw: &[u8]| serde_json::from_slice::<Handoff>(raw).is_ok_and(|h| h.completed_by.is_some());
+    match consume_into_session(store, &key, &account, origin, session_ttl_ms, now, &completed)? {
+        Some((token, _)) => Ok(HandoffStatus::Completed(token, Box::new(account))),
+        None => Err(WebError::InvalidHandoffCode),
+    }
 }
 
 /// A pending login waiting for its second factor.
@@ -459,10 +475,10 @@ pub fn ticket_sms(store: &dyn Store, ticket: &str, now: Millis) -> Result<Option
     store.update(Cf::Tickets, &key, false, &mut |current| {
         sent = false;
         let Some((mut t, at)) = current.and_then(|c| Some((decode_ticket(&c.value)?, c.expires_at))) else { return Change::Keep };
-        if t.sms.as_ref().is_some_and(|s| now < s.sent_at + factors::SMS_RESEND_MS) {
+        if !SmsCode::may_resend(t.sms.as_ref(), now) {
             return Change::Keep;
         }
-        t.sms = Some(SmsCode { hash: factors::code_hash(&code), sent_at: now, expires_at: now + factors::SMS_CODE_TTL_MS });
+        t.sms = Some(SmsCode::sent(&code, now));
         match encode_ticket(&t) {
             Ok(value) => {
                 sent = true;
@@ -521,7 +537,7 @@ pub fn redeem_ticket(
         }
         TicketFactor::Sms => {
             let digits = factors::normalize_digits(code);
-            matches!((&t.sms, digits), (Some(sms), Some(d)) if now < sms.expires_at && factors::code_matches(&d, &sms.hash))
+            matches!((&t.sms, digits), (Some(sms), Some(d)) if sms.accepts(&d, now))
         }
     };
     if !accepted {
@@ -531,21 +547,13 @@ pub fn redeem_ticket(
         return Err(WebError::InvalidCode);
     }
     // 3. Consume the ticket and open the session in one write.
+    // (An SMS code is consumed here: the ticket must still carry the code that was checked.)
     let origin = Origin { ip: t.ip.clone(), user_agent: t.user_agent.clone() };
-    let (token, session_key, s) = mint(&account, &origin, session_ttl_ms, now)?;
-    let mut opens = Batch::new();
-    session::open_writes(&mut opens, &session_key, &Session::Account(s.clone()))?;
-    let mut opened = false;
-    store.update(Cf::Tickets, &key, false, &mut |current| {
-        opened = false;
-        let same_sms = current.and_then(|c| decode_ticket(&c.value)).is_some_and(|now_t| factor != TicketFactor::Sms || now_t.sms == t.sms);
-        if !same_sms {
-            return Change::Keep;
-        }
-        opened = true;
-        Change::Delete { then: opens.clone() }
-    })?;
-    if opened { Ok((token, s, account)) } else { Err(WebError::InvalidTicket) }
+    let unchanged = |raw: &[u8]| decode_ticket(raw).is_some_and(|now_t| factor != TicketFactor::Sms || now_t.sms == t.sms);
+    match consume_into_session(store, &key, &account, &origin, session_ttl_ms, now, &unchanged)? {
+        Some((token, s)) => Ok((token, s, account)),
+        None => Err(WebError::InvalidTicket),
+    }
 }
 
 #[cfg(test)]

@@ -61,6 +61,22 @@ impl AccountsState {
         self.limits.client_ip(req)
     }
 
+    /// The client's address as text ("" if unknown), for records and counter keys.
+    pub fn client_ip_text(&self, req: &HttpRequest) -> String {
+        self.client_ip(req).map(|i| i.to_string()).unwrap_or_default()
+    }
+
+    /// Who is asking, as a new session records it: the client's address and User-Agent.
+    pub fn origin(&self, req: &HttpRequest) -> sigil_engine::session::Origin {
+        let user_agent = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        sigil_engine::session::Origin { ip: self.client_ip_text(req), user_agent: user_agent.to_string() }
+    }
+
+    /// [`AccountsState::hit`] on the counter `{prefix}:{client address}`.
+    pub fn hit_per_ip(&self, label: &str, prefix: &str, req: &HttpRequest, limit: RateLimit) -> Result<(), Millis> {
+        self.hit(label, &format!("{prefix}:{}", self.client_ip_text(req)), limit)
+    }
+
     /// Counts one hit of `key` under `limit` in the store; `Err(wait_ms)` when over it.
     /// Off when `limits.enabled = false`. A store failure lets the request through (and is
     /// logged): the password and code checks behind the limit still stand.

@@ -66,10 +66,6 @@ impl Hasher {
         Ok(hasher)
     }
 
-    pub fn params(&self) -> HashParams {
-        self.params
-    }
-
     /// A PHC string of `password` with a fresh 128-bit salt.
     pub fn hash(&self, password: &str) -> Result<String, PasswordError> {
         let mut salt = [0u8; 16];

@@ -47,6 +47,24 @@ pub struct SmsCode {
     pub expires_at: Millis,
 }
 
+impl SmsCode {
+    /// The record of `code` sent at `now` (only its hash is kept).
+    pub fn sent(code: &str, now: Millis) -> Self {
+        use crate::account::factors;
+        Self { hash: factors::code_hash(code), sent_at: now, expires_at: now + factors::SMS_CODE_TTL_MS }
+    }
+
+    /// Whether a new code may go out after `previous` (at most one per 30 s).
+    pub fn may_resend(previous: Option<&SmsCode>, now: Millis) -> bool {
+        previous.is_none_or(|p| now >= p.sent_at + crate::account::factors::SMS_RESEND_MS)
+    }
+
+    /// Whether `digits` (normalised) is this code and it has not expired (constant time).
+    pub fn accepts(&self, digits: &str, now: Millis) -> bool {
+        now < self.expires_at && crate::account::factors::code_matches(digits, &self.hash)
+    }
+}
+
 /// A session opened by an account's password (token or cookie).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountSession {

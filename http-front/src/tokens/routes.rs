@@ -70,18 +70,17 @@ async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<
     if body.password.len() > MAX_PASSWORD_BYTES {
         return Err(TokenError::Validation(format!("password: at most {MAX_PASSWORD_BYTES} bytes")).into());
     }
-    let ip = state.client_ip(&req);
-    let ip_text = ip.map(|i| i.to_string()).unwrap_or_default();
-    let account = check_password(&state, "token", &ip_text, &body.username, body.password).await.map_err(|r| match r {
+    let origin = state.origin(&req);
+    let account = check_password(&state, "token", &origin.ip, &body.username, body.password).await.map_err(|r| match r {
         PasswordRefusal::RateLimited(wait) => TokenError::RateLimited(wait),
         PasswordRefusal::Invalid => TokenError::InvalidToken,
         PasswordRefusal::Unavailable(why) => TokenError::Unavailable(why),
     })?;
-    let admission = tokens::admit(state.store.as_ref(), &account, ip).inspect_err(|e| outcome(refusal(e)))?;
+    let admission = tokens::admit(state.store.as_ref(), &account, state.client_ip(&req)).inspect_err(|e| outcome(refusal(e)))?;
 
     let life = Lifetimes { expiry_ms: state.config.tokens.expiry.as_millis(), renew_ms: state.config.tokens.expiry_renew.as_millis() };
-    let user_agent = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let opts = LoginOptions { onetime: body.onetime, hide_session: body.hide_session, ip: ip_text.clone(), user_agent: user_agent.into() };
+    let ip_text = origin.ip.clone();
+    let opts = LoginOptions { onetime: body.onetime, hide_session: body.hide_session, origin };
     let (token, key, s) = tokens::mint(&account, admission, &opts, life, now_ms())?;
     sessions::request(&state.registry, OpenAccountSession { writes: tokens::open_writes(&key, &s)? }).await?;
     outcome(if admission == Admission::Verified { "success" } else { "second_factor" });
@@ -202,9 +201,8 @@ async fn two_factor_caller(req: &HttpRequest, payload: web::Payload, state: &Acc
     if body.token.len() > 256 {
         return Err(TokenError::Validation("token: at most 256 bytes".into()).into());
     }
-    let ip = state.client_ip(req).map(|i| i.to_string()).unwrap_or_default();
     let limits = &state.config.limits;
-    state.hit("mfa_per_ip", &format!("mfa-ip:{ip}"), limits.mfa_per_ip).map_err(TokenError::RateLimited)?;
+    state.hit_per_ip("mfa_per_ip", "mfa-ip", req, limits.mfa_per_ip).map_err(TokenError::RateLimited)?;
     let caller = authenticate(state, &body.access_token, Purpose::Unverified).await?;
     state
         .hit("mfa_per_account", &format!("mfa-account:{}", caller.account.guid), limits.mfa_per_account)

@@ -55,11 +55,6 @@ async fn unknown() -> Result<HttpResponse, V1Error> {
     Err(V1Error::NotFound)
 }
 
-fn origin_of(state: &AccountsState, req: &HttpRequest) -> Origin {
-    let user_agent = req.headers().get(actix_web::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    Origin { ip: state.client_ip(req).map(|i| i.to_string()).unwrap_or_default(), user_agent: user_agent.to_string() }
-}
-
 fn session_ttl_ms(state: &AccountsState) -> u64 {
     state.config.accounts.session_ttl.as_millis()
 }
@@ -91,7 +86,7 @@ async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<
     if !invalid.is_empty() {
         return Err(WebError::InvalidForm(invalid).into());
     }
-    let origin = origin_of(&state, &req);
+    let origin = state.origin(&req);
     let account = check_password(&state, "v1", &origin.ip, &body.login, body.password).await.map_err(|r| match r {
         PasswordRefusal::RateLimited(wait) => WebError::RateLimited(wait),
         PasswordRefusal::Invalid => WebError::InvalidCredentials,
@@ -160,8 +155,7 @@ struct CodeBody {
 /// waiting client's poll or websocket then gets its session.
 async fn authorize_ip(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
     let body: CodeBody = json::read(&req, payload, MAX_JSON_BODY).await?;
-    let ip = state.client_ip(&req).map(|i| i.to_string()).unwrap_or_default();
-    state.hit("mfa_per_ip", &format!("mfa-ip:{ip}"), state.config.limits.mfa_per_ip).map_err(WebError::RateLimited)?;
+    state.hit_per_ip("mfa_per_ip", "mfa-ip", &req, state.config.limits.mfa_per_ip).map_err(WebError::RateLimited)?;
     if body.code.len() > 128 {
         return Err(WebError::InvalidCode.into());
     }
@@ -191,8 +185,7 @@ async fn claim(state: &AccountsState, ticket: &str) -> Result<Option<(BearerToke
 /// approved, `{"completed": true, "user_id", "token"}` and the cookie — released once.
 async fn authorize_ip_poll(req: HttpRequest, state: State) -> Result<HttpResponse, V1Error> {
     let ticket = ticket_query(&req)?;
-    let ip = state.client_ip(&req).map(|i| i.to_string()).unwrap_or_default();
-    state.hit("mfa_per_ip", &format!("poll-ip:{ip}"), state.config.limits.mfa_per_ip.scaled(20)).map_err(WebError::RateLimited)?;
+    state.hit_per_ip("mfa_per_ip", "poll-ip", &req, state.config.limits.mfa_per_ip.scaled(20)).map_err(WebError::RateLimited)?;
     Ok(match claim(&state, &ticket).await? {
         None => HttpResponse::Ok().json(json!({"completed": false})),
         Some((token, account)) => {
@@ -265,9 +258,8 @@ async fn ticket_body(req: &HttpRequest, payload: web::Payload, state: &AccountsS
     if body.ticket.len() > 256 || body.code.len() > 256 {
         return Err(WebError::InvalidForm(vec![("ticket".into(), "too long".into())]).into());
     }
-    let ip = state.client_ip(req).map(|i| i.to_string()).unwrap_or_default();
     let limits = &state.config.limits;
-    state.hit("mfa_per_ip", &format!("mfa-ip:{ip}"), limits.mfa_per_ip).map_err(WebError::RateLimited)?;
+    state.hit_per_ip("mfa_per_ip", "mfa-ip", req, limits.mfa_per_ip).map_err(WebError::RateLimited)?;
     // Per account too, across all its tickets (one ticket alone allows five codes).
     if let Some(t) = rules::ticket(state.store.as_ref(), &body.ticket)? {
         state.hit("mfa_per_account", &format!("mfa-account:{}", t.account), limits.mfa_per_account).map_err(WebError::RateLimited)?;
@@ -410,8 +402,7 @@ async fn sudo_verify(req: HttpRequest, payload: web::Payload, state: State) -> R
     let caller = authenticate(&state, &req).await?;
     let body: SudoBody = json::read(&req, payload, MAX_JSON_BODY).await?;
     let limits = &state.config.limits;
-    let ip = state.client_ip(&req).map(|i| i.to_string()).unwrap_or_default();
-    state.hit("mfa_per_ip", &format!("mfa-ip:{ip}"), limits.mfa_per_ip).map_err(WebError::RateLimited)?;
+    state.hit_per_ip("mfa_per_ip", "mfa-ip", &req, limits.mfa_per_ip).map_err(WebError::RateLimited)?;
     let fail_key = format!("sudo-fail:{}", caller.account.guid);
     state.peek("login_per_account", &fail_key, limits.login_per_account).map_err(WebError::RateLimited)?;
     let confirmed = match (&body.password, body.mfa_method.as_deref(), &body.code) {
@@ -511,8 +502,7 @@ async fn use_factor(state: &AccountsState, guid: &str, code: &str, recovery: boo
 
 /// Failed handoff lookups per client IP: a full window refuses before the lookup.
 fn handoff_limit(state: &AccountsState, req: &HttpRequest) -> (String, sigil_engine::config::RateLimit) {
-    let ip = state.client_ip(req).map(|i| i.to_string()).unwrap_or_default();
-    (format!("handoff-fail:{ip}"), state.config.limits.mfa_per_ip)
+    (format!("handoff-fail:{}", state.client_ip_text(req)), state.config.limits.mfa_per_ip)
 }
 
 /// Counts a failed lookup when `result` is a code error, and passes it on.
@@ -526,8 +516,7 @@ fn count_handoff_failure<T>(state: &AccountsState, key: &str, limit: sigil_engin
 /// `POST /v1/auth/handoff/initiate` (the new device, not logged in) →
 /// `{"code": "XXXX-XXXX", "poll_secret", "expires_at"}`; the code lives 5 minutes.
 async fn handoff_initiate(req: HttpRequest, state: State) -> Result<HttpResponse, V1Error> {
-    let ip = state.client_ip(&req).map(|i| i.to_string()).unwrap_or_default();
-    state.hit("mfa_per_ip", &format!("handoff-start:{ip}"), state.config.limits.mfa_per_ip).map_err(WebError::RateLimited)?;
+    state.hit_per_ip("mfa_per_ip", "handoff-start", &req, state.config.limits.mfa_per_ip).map_err(WebError::RateLimited)?;
     let ttl_ms = state.config.accounts.handoff_ttl.as_millis();
     let (code, poll_secret, expires_at) = sessions::request(&state.registry, InitiateHandoff { ttl_ms }).await?;
     Ok(HttpResponse::Ok().json(json!({"code": code, "poll_secret": poll_secret, "expires_at": iso_millis(expires_at)})))
@@ -552,7 +541,7 @@ async fn handoff_status(req: HttpRequest, path: web::Path<String>, state: State)
     let (key, limit) = handoff_limit(&state, &req);
     state.peek("handoff", &key, limit).map_err(WebError::RateLimited)?;
     let poll_secret = req.headers().get("x-handoff-secret").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let msg = PollHandoff { code: path.into_inner(), poll_secret, origin: origin_of(&state, &req), session_ttl_ms: session_ttl_ms(&state) };
+    let msg = PollHandoff { code: path.into_inner(), poll_secret, origin: state.origin(&req), session_ttl_ms: session_ttl_ms(&state) };
     let status = sessions::request(&state.registry, msg).await.map_err(V1Error::from);
     Ok(match count_handoff_failure(&state, &key, limit, status)? {
         HandoffStatus::Pending => HttpResponse::Ok().json(json!({"status": "pending"})),
