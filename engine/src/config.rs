@@ -144,7 +144,14 @@ pub enum StoreBackend {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     pub backend: StoreBackend,
-    pub redis_url: Option<String>,
+    /// `backend = "redis"`: seed nodes of a Redis Cluster, or the one URL of a standalone Redis.
+    pub redis_urls: Vec<String>,
+    /// How many replicas must confirm (`WAIT`) a write before it is acknowledged. Unset: 1 if
+    /// the Redis deployment has replicas, else 0.
+    pub redis_wait_replicas: Option<u32>,
+    /// The longest a Redis command (or its `WAIT`) may take before the request that needs it
+    /// answers "unavailable".
+    pub redis_timeout: HumanDuration,
     /// `fsync` (default): every acknowledged write survives kill -9 and power loss.
     /// `buffered`: survives kill -9 of sigil, not a machine crash.
     pub durability: Durability,
@@ -156,7 +163,9 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             backend: StoreBackend::Rocksdb,
-            redis_url: None,
+            redis_urls: Vec::new(),
+            redis_wait_replicas: None,
+            redis_timeout: HumanDuration::secs(1),
             durability: Durability::Fsync,
             sweep_interval: HumanDuration::secs(30),
         }
@@ -447,8 +456,8 @@ impl Config {
         if self.flux.session_ttl.is_zero() {
             return Err("flux.session_ttl must be longer than 0s".into());
         }
-        if self.store.backend == StoreBackend::Redis && self.store.redis_url.is_none() {
-            return Err("store.backend = \"redis\" needs store.redis_url".into());
+        if self.store.backend == StoreBackend::Redis && self.store.redis_urls.is_empty() {
+            return Err("store.backend = \"redis\" needs store.redis_urls".into());
         }
         if self.sms.sender == SmsSender::Webhook && self.sms.webhook_url.is_none() {
             return Err("sms.sender = \"webhook\" needs sms.webhook_url".into());
@@ -609,7 +618,8 @@ mod tests {
         // Optional keys are absent from a serialised default; give them values to list them.
         defaults.flux.owner_zelid = Some(String::new());
         defaults.accounts.internal_secret = Some(String::new());
-        defaults.store.redis_url = Some(String::new());
+        defaults.store.redis_urls = vec![String::new()];
+        defaults.store.redis_wait_replicas = Some(1);
         defaults.sms.webhook_url = Some(String::new());
         let toml::Value::Table(sections) = toml::Value::try_from(&defaults).unwrap() else { panic!() };
         for (section, keys) in sections {

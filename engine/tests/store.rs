@@ -1,13 +1,14 @@
-//! The RocksDB store, for real: a temp-dir database, threads racing, a child process killed.
+//! What only the RocksDB store has, for real: reopening, the sweeper, `kill -9` of a writer,
+//! closing. The contract every backend keeps is in `store_contract.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sigil_engine::store::{
-    Batch, Cf, Durability, RocksStore, Store, Sweeper, index_key, index_prefix, index_primary, now_ms,
+    Batch, Cf, Durability, RocksStore, Store, Sweeper, index_key, index_prefix, now_ms,
 };
 
 fn open(dir: &tempfile::TempDir) -> RocksStore {
@@ -42,149 +43,6 @@ fn a_second_process_cannot_open_a_busy_store() {
     let _first = open(&dir);
     let err = RocksStore::open(dir.path(), Durability::Fsync).unwrap_err().to_string();
     assert!(err.starts_with("cannot open the store at"), "{err}");
-}
-
-#[test]
-fn take_has_exactly_one_winner() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(&dir));
-    const KEYS: usize = 50;
-    const THREADS: usize = 16;
-    for k in 0..KEYS {
-        let mut b = Batch::new();
-        b.put_expiring(Cf::Phrases, format!("phrase-{k}").into_bytes(), b"issued".to_vec(), now_ms() + 60_000);
-        store.write(b).unwrap();
-    }
-    let barrier = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                let mut won = Vec::new();
-                for k in 0..KEYS {
-                    let key = format!("phrase-{k}").into_bytes();
-                    // The winner's session is committed in the same write as the take.
-                    let mut then = Batch::new();
-                    then.put(Cf::Sessions, format!("session-{k}").into_bytes(), format!("thread-{t}").into_bytes());
-                    if store.take(Cf::Phrases, &key, then).unwrap().is_some() {
-                        won.push(k);
-                    }
-                }
-                (t, won)
-            })
-        })
-        .collect();
-    let mut winners = vec![Vec::new(); KEYS];
-    for h in handles {
-        let (t, won) = h.join().unwrap();
-        for k in won {
-            winners[k].push(t);
-        }
-    }
-    for (k, w) in winners.iter().enumerate() {
-        assert_eq!(w.len(), 1, "phrase-{k} taken by {w:?}");
-        let session = store.get(Cf::Sessions, format!("session-{k}").as_bytes()).unwrap().unwrap();
-        assert_eq!(session, format!("thread-{}", w[0]).into_bytes(), "only the winner's batch was written");
-        assert_eq!(store.get(Cf::Phrases, format!("phrase-{k}").as_bytes()).unwrap(), None);
-    }
-}
-
-#[test]
-fn group_takes_race_with_single_takes_and_each_key_has_one_winner() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(&dir));
-    const KEYS: usize = 60;
-    let mut b = Batch::new();
-    for k in 0..KEYS {
-        b.put_expiring(Cf::Phrases, format!("p{k}").into_bytes(), b"issued".to_vec(), now_ms() + 60_000);
-    }
-    store.write(b).unwrap();
-    let then = |k: usize, who: &str| {
-        let mut b = Batch::new();
-        b.put(Cf::Sessions, format!("s{k}").into_bytes(), who.as_bytes().to_vec());
-        b
-    };
-    let barrier = Arc::new(Barrier::new(3));
-    // Two group committers (each naming every key, some twice) against one single taker.
-    let groups: Vec<_> = ["g0", "g1"]
-        .into_iter()
-        .map(|who| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                let mut won = Vec::new();
-                for chunk in (0..KEYS).collect::<Vec<_>>().chunks(7) {
-                    let mut items: Vec<_> = chunk.iter().map(|&k| (format!("p{k}").into_bytes(), then(k, who))).collect();
-                    items.push((format!("p{}", chunk[0]).into_bytes(), then(chunk[0], "duplicate")));
-                    let taken = store.take_each(Cf::Phrases, items).unwrap();
-                    assert_eq!(taken.len(), chunk.len() + 1, "one answer per item, in order");
-                    assert_eq!(taken[chunk.len()], None, "a key named twice in a group is taken once");
-                    won.extend(chunk.iter().zip(&taken).filter(|(_, t)| t.is_some()).map(|(&k, _)| k));
-                }
-                (who, won)
-            })
-        })
-        .collect();
-    let single = {
-        let (store, barrier) = (store.clone(), barrier.clone());
-        std::thread::spawn(move || {
-            barrier.wait();
-            let won: Vec<usize> = (0..KEYS)
-                .rev()
-                .filter(|&k| store.take(Cf::Phrases, format!("p{k}").as_bytes(), then(k, "single")).unwrap().is_some())
-                .collect();
-            ("single", won)
-        })
-    };
-    let mut winner = vec![Vec::new(); KEYS];
-    for h in groups.into_iter().chain([single]) {
-        let (who, won) = h.join().unwrap();
-        for k in won {
-            winner[k].push(who);
-        }
-    }
-    for (k, w) in winner.iter().enumerate() {
-        assert_eq!(w.len(), 1, "p{k} taken by {w:?}");
-        assert_eq!(store.get(Cf::Sessions, format!("s{k}").as_bytes()).unwrap().unwrap(), w[0].as_bytes());
-    }
-    assert_eq!(store.take_each(Cf::Phrases, vec![(b"p0".to_vec(), then(0, "late"))]).unwrap(), vec![None]);
-}
-
-#[test]
-fn take_of_a_missing_or_expired_key_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let mut b = Batch::new();
-    b.put_expiring(Cf::Phrases, b"old".to_vec(), b"v".to_vec(), now_ms() - 1);
-    store.write(b).unwrap();
-    for key in [&b"old"[..], b"never"] {
-        let mut then = Batch::new();
-        then.put(Cf::Sessions, b"s".to_vec(), b"v".to_vec());
-        assert_eq!(store.take(Cf::Phrases, key, then).unwrap(), None);
-    }
-    assert_eq!(store.get(Cf::Sessions, b"s").unwrap(), None);
-}
-
-#[test]
-fn secondary_index_is_written_with_its_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let owners = ["1alice", "1bob", "1alice2"];
-    for (i, owner) in owners.iter().cycle().take(9).enumerate() {
-        let key = format!("s{i}").into_bytes();
-        let mut b = Batch::new();
-        b.put(Cf::Sessions, key.clone(), owner.as_bytes().to_vec());
-        b.put(Cf::SessionsByOwner, index_key(owner.as_bytes(), &key), Vec::new());
-        store.write(b).unwrap();
-    }
-    let alice = store.scan_prefix(Cf::SessionsByOwner, &index_prefix(b"1alice"), usize::MAX).unwrap();
-    let keys: Vec<_> = alice.iter().map(|(k, _)| index_primary(k, b"1alice").unwrap().to_vec()).collect();
-    assert_eq!(keys, vec![b"s0".to_vec(), b"s3".to_vec(), b"s6".to_vec()], "1alice2 is not 1alice");
-    for k in &keys {
-        assert_eq!(store.get(Cf::Sessions, k).unwrap().as_deref(), Some(&b"1alice"[..]));
-    }
-    assert_eq!(store.scan_prefix(Cf::SessionsByOwner, &index_prefix(b"1bob"), 2).unwrap().len(), 2, "limit");
 }
 
 #[test]
@@ -392,71 +250,3 @@ fn approximate_count_tracks_the_family_size() {
     assert!((900..=1100).contains(&estimate), "after flush: {estimate}");
 }
 
-#[test]
-fn update_is_atomic_and_never_revives_a_deleted_key() {
-    use sigil_engine::store::Change;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(&dir));
-    let mut b = Batch::new();
-    b.put(Cf::Counters, b"n".to_vec(), 0u64.to_be_bytes().to_vec());
-    store.write(b).unwrap();
-    // 8 threads × 250 increments by read-modify-write: none is lost.
-    let barrier = Arc::new(Barrier::new(8));
-    let handles: Vec<_> = (0..8)
-        .map(|_| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                for _ in 0..250 {
-                    store
-                        .update(Cf::Counters, b"n", true, &mut |cur| {
-                            let n = u64::from_be_bytes(cur.unwrap().value.as_slice().try_into().unwrap());
-                            Change::Put { value: (n + 1).to_be_bytes().to_vec(), expires_at: None, then: Batch::new() }
-                        })
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    handles.into_iter().for_each(|h| h.join().unwrap());
-    let n = u64::from_be_bytes(store.get(Cf::Counters, b"n").unwrap().unwrap().as_slice().try_into().unwrap());
-    assert_eq!(n, 2000);
-
-    // A delete racing updates: once deleted, updates see nothing and write nothing.
-    let deleted = store.update(Cf::Counters, b"n", false, &mut |_| Change::Delete { then: Batch::new() }).unwrap();
-    assert!(matches!(deleted, Change::Delete { .. }));
-    let mut saw = None;
-    store
-        .update(Cf::Counters, b"n", false, &mut |cur| {
-            saw = Some(cur.is_some());
-            Change::Keep
-        })
-        .unwrap();
-    assert_eq!(saw, Some(false));
-    assert_eq!(store.get(Cf::Counters, b"n").unwrap(), None);
-}
-
-#[test]
-fn insert_new_claims_a_name_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(&dir));
-    let barrier = Arc::new(Barrier::new(16));
-    let handles: Vec<_> = (0..16u8)
-        .map(|t| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                let mut b = Batch::new();
-                b.put(Cf::AccountNames, b"u:alice".to_vec(), vec![t]);
-                b.put(Cf::Accounts, vec![t], b"record".to_vec());
-                store.insert_new(&[(Cf::AccountNames, b"u:alice".to_vec())], b).unwrap()
-            })
-        })
-        .collect();
-    let won: Vec<u8> = handles.into_iter().enumerate().filter_map(|(t, h)| h.join().unwrap().then_some(t as u8)).collect();
-    assert_eq!(won.len(), 1, "exactly one claim wins");
-    assert_eq!(store.get(Cf::AccountNames, b"u:alice").unwrap(), Some(vec![won[0]]));
-    for t in 0..16u8 {
-        assert_eq!(store.get(Cf::Accounts, &[t]).unwrap().is_some(), t == won[0], "a losing claim wrote nothing");
-    }
-}

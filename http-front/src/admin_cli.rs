@@ -5,18 +5,14 @@ use sigil_engine::account;
 use sigil_engine::config::Config;
 use sigil_engine::flux::iso_millis;
 use sigil_engine::flux::session::{self, FluxSession};
-use sigil_engine::store::{RocksStore, Store, StoreError};
+use sigil_engine::store::Store;
 
 use crate::cli::{AppOwnerCommand, GroupCommand, SessionsCommand, UserCommand, WalletCommand, WalletKind};
+use crate::backend::Backend;
 use crate::error::FrontError;
 
-fn open(config: &Config) -> Result<RocksStore, FrontError> {
-    RocksStore::open(&config.server.data_dir, config.store.durability).map_err(|e| match e {
-        StoreError::Open { path, reason } if reason.contains("lock") => FrontError::Startup(format!(
-            "the store at {path} is in use (stop `sigil serve` first, or use its admin API): {reason}"
-        )),
-        other => other.into(),
-    })
+fn open(config: &Config) -> Result<Backend, FrontError> {
+    Backend::open(config, false)
 }
 
 fn line(s: &FluxSession) -> String {
@@ -24,12 +20,14 @@ fn line(s: &FluxSession) -> String {
 }
 
 pub fn sessions(config: &Config, command: &SessionsCommand) -> Result<(), FrontError> {
-    let store = open(config)?;
+    let backend = open(config)?;
+    let store = backend.store();
+    let store = store.as_ref();
     match command {
         SessionsCommand::List { zelid, .. } => {
             let list = match zelid {
-                Some(z) => session::sessions_of(&store, z)?,
-                None => session::all_sessions(&store)?,
+                Some(z) => session::sessions_of(store, z)?,
+                None => session::all_sessions(store)?,
             };
             list.iter().for_each(|s| println!("{}", line(s)));
             eprintln!("{} session(s)", list.len());
@@ -37,7 +35,7 @@ pub fn sessions(config: &Config, command: &SessionsCommand) -> Result<(), FrontE
         SessionsCommand::Seed { count, unflushed, .. } => {
             let started = std::time::Instant::now();
             let ttl = config.flux.session_ttl.as_millis();
-            session::seed_synthetic(&store, *count, sigil_engine::store::now_ms(), ttl)?;
+            session::seed_synthetic(store, *count, sigil_engine::store::now_ms(), ttl)?;
             println!("{count} synthetic session(s) written in {:.1} s", started.elapsed().as_secs_f64());
             if *unflushed {
                 store.persist()?;
@@ -47,9 +45,9 @@ pub fn sessions(config: &Config, command: &SessionsCommand) -> Result<(), FrontE
         }
         SessionsCommand::Revoke { phrase, zelid, all, .. } => {
             let ended = match (phrase, zelid, all) {
-                (Some(p), _, _) => usize::from(session::logout(&store, p, None)?.is_some()),
-                (None, Some(z), _) => session::logout_all_of(&store, z)?.len(),
-                (None, None, true) => session::logout_everyone(&store)?.len(),
+                (Some(p), _, _) => usize::from(session::logout(store, p, None)?.is_some()),
+                (None, Some(z), _) => session::logout_all_of(store, z)?.len(),
+                (None, None, true) => session::logout_everyone(store)?.len(),
                 (None, None, false) => {
                     return Err(FrontError::Startup("say which sessions: --phrase P, --zelid Z or --all".into()));
                 }
@@ -57,7 +55,7 @@ pub fn sessions(config: &Config, command: &SessionsCommand) -> Result<(), FrontE
             println!("{ended} session(s) ended");
         }
     }
-    store.flush()?;
+    backend.flush()?;
     Ok(())
 }
 
@@ -95,19 +93,21 @@ pub fn wallet(command: &WalletCommand) -> Result<(), FrontError> {
 }
 
 pub fn app_owner(config: &Config, command: &AppOwnerCommand) -> Result<(), FrontError> {
-    let store = open(config)?;
+    let backend = open(config)?;
+    let store = backend.store();
+    let store = store.as_ref();
     match command {
         AppOwnerCommand::Set { app, zelid, .. } => {
-            session::set_app_owner(&store, app, zelid)?;
+            session::set_app_owner(store, app, zelid)?;
             println!("{app}\t{zelid}");
         }
         AppOwnerCommand::List { .. } => {
-            for (app, owner) in session::app_owners(&store)? {
+            for (app, owner) in session::app_owners(store)? {
                 println!("{app}\t{owner}");
             }
         }
     }
-    store.flush()?;
+    backend.flush()?;
     Ok(())
 }
 
@@ -134,12 +134,14 @@ fn account_error(e: account::AccountError) -> FrontError {
     }
 }
 
-fn named(store: &RocksStore, username: &str) -> Result<account::Account, FrontError> {
+fn named(store: &dyn Store, username: &str) -> Result<account::Account, FrontError> {
     account::find(store, username)?.ok_or_else(|| FrontError::Startup(format!("no account named {username:?}")))
 }
 
 pub fn user(config: &Config, command: &UserCommand) -> Result<(), FrontError> {
-    let store = open(config)?;
+    let backend = open(config)?;
+    let store = backend.store();
+    let store = store.as_ref();
     match command {
         UserCommand::Add { username, password_stdin, email, firstname, lastname, phone, scopes, group, .. } => {
             let password = read_password(*password_stdin)?;
@@ -153,11 +155,11 @@ pub fn user(config: &Config, command: &UserCommand) -> Result<(), FrontError> {
                 group: group.clone().map(Some),
                 ..Default::default()
             };
-            let created = account::create(&store, &fields, hash(config, &password)?, sigil_engine::store::now_ms()).map_err(account_error)?;
+            let created = account::create(store, &fields, hash(config, &password)?, sigil_engine::store::now_ms()).map_err(account_error)?;
             println!("{}\t{}", created.guid, created.username);
         }
         UserCommand::List { .. } => {
-            let all = account::list(&store)?;
+            let all = account::list(store)?;
             for a in &all {
                 let state = if a.disabled { "disabled" } else { "enabled" };
                 let email = a.email.as_deref().unwrap_or("-");
@@ -167,46 +169,48 @@ pub fn user(config: &Config, command: &UserCommand) -> Result<(), FrontError> {
             eprintln!("{} account(s)", all.len());
         }
         UserCommand::Passwd { username, password_stdin, .. } => {
-            let a = named(&store, username)?;
+            let a = named(store, username)?;
             let password = read_password(*password_stdin)?;
-            account::patch(&store, &a.guid, &account::Fields::default(), Some(hash(config, &password)?)).map_err(account_error)?;
-            let ended = sigil_engine::session::end_many(&store, &sigil_engine::session::of_owner(&store, &a.guid)?)?;
+            account::patch(store, &a.guid, &account::Fields::default(), Some(hash(config, &password)?)).map_err(account_error)?;
+            let ended = sigil_engine::session::end_many(store, &sigil_engine::session::of_owner(store, &a.guid)?)?;
             println!("password changed for {}; {ended} session(s) ended", a.username);
         }
         UserCommand::Disable { username, undo, .. } => {
-            let a = named(&store, username)?;
+            let a = named(store, username)?;
             let fields = account::Fields { disabled: Some(!undo), ..Default::default() };
-            account::patch(&store, &a.guid, &fields, None).map_err(account_error)?;
+            account::patch(store, &a.guid, &fields, None).map_err(account_error)?;
             if *undo {
                 println!("{} enabled", a.username);
             } else {
-                let ended = sigil_engine::session::end_many(&store, &sigil_engine::session::of_owner(&store, &a.guid)?)?;
+                let ended = sigil_engine::session::end_many(store, &sigil_engine::session::of_owner(store, &a.guid)?)?;
                 println!("{} disabled; {ended} session(s) ended", a.username);
             }
         }
     }
-    store.flush()?;
+    backend.flush()?;
     Ok(())
 }
 
 pub fn group(config: &Config, command: &GroupCommand) -> Result<(), FrontError> {
-    let store = open(config)?;
+    let backend = open(config)?;
+    let store = backend.store();
+    let store = store.as_ref();
     match command {
         GroupCommand::Add { name, ip_allowlist, require_2fa, no_login, .. } => {
             let g = account::Group { name: name.clone(), login_allowed: !no_login, ip_allowlist: ip_allowlist.clone(), require_2fa: *require_2fa };
-            let g = account::create_group(&store, g).map_err(|e| match e {
+            let g = account::create_group(store, g).map_err(|e| match e {
                 account::AccountError::Exists => FrontError::Startup(format!("a group named {name:?} exists")),
                 other => account_error(other),
             })?;
             println!("{}", g.name);
         }
         GroupCommand::List { .. } => {
-            for g in account::groups(&store)? {
+            for g in account::groups(store)? {
                 let list = if g.ip_allowlist.is_empty() { "any".to_string() } else { g.ip_allowlist.join(",") };
                 println!("{}\tlogin={}\trequire_2fa={}\t{list}", g.name, g.login_allowed, g.require_2fa);
             }
         }
     }
-    store.flush()?;
+    backend.flush()?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod admin_cli;
+pub mod backend;
 pub mod bearer;
 pub mod cli;
 pub mod error;

@@ -9,8 +9,10 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use prometheus::Registry;
-use sigil_engine::config::{Config, StoreBackend};
-use sigil_engine::store::{RocksStore, Store, Sweeper};
+use sigil_engine::config::Config;
+use sigil_engine::store::Store;
+
+use crate::backend::Backend;
 
 use sigil_actors::metrics::ActorMetrics;
 use sigil_actors::notifier::Notifier;
@@ -125,20 +127,14 @@ fn start_accounts(
 pub struct Sigil {
     server: Server,
     addr: SocketAddr,
-    store: Arc<RocksStore>,
-    sweeper: Sweeper,
+    backend: Backend,
 }
 
 impl Sigil {
     /// Opens the store and binds the listener; nothing is served until [`Sigil::run`].
     pub fn bind(config: Config) -> Result<Self, FrontError> {
-        if config.store.backend == StoreBackend::Redis {
-            return Err(FrontError::NotAvailable("store.backend = \"redis\""));
-        }
-        let store = Arc::new(RocksStore::open(&config.server.data_dir, config.store.durability)?);
-        let dyn_store: Arc<dyn Store> = store.clone();
-        let sweeper = Sweeper::start(dyn_store.clone(), config.store.sweep_interval.0)
-            .map_err(|e| FrontError::Startup(format!("cannot start the expiry sweeper: {e}")))?;
+        let backend = Backend::open(&config, true)?;
+        let dyn_store: Arc<dyn Store> = backend.store();
 
         let metrics = HttpMetrics::new(Registry::new()).map_err(|e| FrontError::Startup(e.to_string()))?;
         let actor_metrics = ActorMetrics::new(metrics.registry()).map_err(|e| FrontError::Startup(e.to_string()))?;
@@ -154,7 +150,7 @@ impl Sigil {
         let shared = match start_shared(&dyn_store, &actor_metrics) {
             Ok(shared) => shared,
             Err(e) => {
-                let _ = store.close();
+                let _ = backend.close();
                 return Err(e);
             }
         };
@@ -163,7 +159,7 @@ impl Sigil {
         let accounts = match start_accounts(&config, &dyn_store, &shared, metrics.registry(), limits, actor_metrics) {
             Ok(accounts) => accounts,
             Err(e) => {
-                let _ = store.close();
+                let _ = backend.close();
                 return Err(e);
             }
         };
@@ -204,13 +200,13 @@ impl Sigil {
                 // The registry's committer and syncer threads still hold the store: close it, so
                 // RocksDB's background threads are stopped before the process exits (else they
                 // may run into its teardown and print "pthread lock: Invalid argument").
-                let _ = store.close();
+                let _ = backend.close();
                 return Err(FrontError::Bind { addr: listen, reason: e.to_string() });
             }
         };
         let addr = http.addrs().first().copied().unwrap_or(listen);
         let server = http.run();
-        Ok(Self { server, addr, store, sweeper })
+        Ok(Self { server, addr, backend })
     }
 
     /// The address actually bound (useful with port 0).
@@ -226,14 +222,12 @@ impl Sigil {
     /// Serves until SIGINT/SIGTERM or [`ServerHandle::stop`], lets in-flight requests finish,
     /// then closes the store cleanly.
     pub async fn run(self) -> Result<(), FrontError> {
-        let Self { server, addr, store, sweeper } = self;
+        let Self { server, addr, backend } = self;
         tracing::info!(%addr, "sigil listening on http://{addr}");
         let served = server.await;
         tracing::info!("shutting down: requests drained, closing the store");
-        drop(sweeper);
         // Actors may still hold the store; close it for all of them before the process ends.
-        let flushed = store.close();
-        drop(store);
+        let flushed = backend.close();
         served.map_err(|e| FrontError::Runtime(e.to_string()))?;
         flushed?;
         tracing::info!("sigil stopped cleanly");

@@ -359,10 +359,11 @@ pub fn find(store: &dyn Store, login: &str) -> Result<Option<Account>, StoreErro
     } else {
         username_key(login)
     };
-    match store.get(Cf::AccountNames, &key)? {
-        Some(guid) => get(store, &String::from_utf8_lossy(&guid)),
-        None => Ok(None),
-    }
+    let Some(guid) = store.get(Cf::AccountNames, &key)? else { return Ok(None) };
+    // The name entry is a pointer: the account it names must still carry that name.
+    Ok(get(store, &String::from_utf8_lossy(&guid))?.filter(|a| {
+        username_key(&a.username) == key || a.email.as_deref().is_some_and(|e| email_key(e) == key)
+    }))
 }
 
 pub fn list(store: &dyn Store) -> Result<Vec<Account>, StoreError> {

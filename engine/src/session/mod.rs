@@ -213,8 +213,12 @@ pub fn get(store: &dyn Store, key: &[u8]) -> Result<Option<Session>, StoreError>
 }
 
 /// The key of the account session whose public id is `id`.
+///
+/// The index entry alone is not trusted: the session it names must carry that id (on a store
+/// without cross-key transactions an entry can outlive, or precede, its record).
 pub fn key_of_id(store: &dyn Store, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-    store.get(Cf::SessionIds, id.as_bytes())
+    let Some(key) = store.get(Cf::SessionIds, id.as_bytes())? else { return Ok(None) };
+    Ok(get(store, &key)?.filter(|s| s.public_id() == Some(id)).map(|_| key))
 }
 
 /// Ends the session under `key` — the one revocation path of every kind. Atomic with any
@@ -268,7 +272,10 @@ pub fn of_owner(store: &dyn Store, owner: &str) -> Result<Vec<(Vec<u8>, Session)
     let mut out = Vec::new();
     for (k, _) in store.scan_prefix(Cf::SessionsByOwner, &index_prefix(owner_bytes), usize::MAX)? {
         let Some(key) = index_primary(&k, owner_bytes) else { continue };
-        if let Some(s) = get(store, key)? {
+        // An entry is a pointer, checked against the record it names (see `key_of_id`).
+        if let Some(s) = get(store, key)?
+            && s.owner() == owner
+        {
             out.push((key.to_vec(), s));
         }
     }

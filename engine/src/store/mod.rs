@@ -1,4 +1,6 @@
-//! Persistence: the [`Store`] trait and its embedded RocksDB implementation.
+//! Persistence: the [`Store`] trait, its embedded RocksDB implementation (one node) and its
+//! Redis Cluster implementation (cluster mode, `redis.rs`, which restates these guarantees
+//! per hash slot).
 //!
 //! The store is a set of key/value column families ([`Cf`]) with four guarantees the domain
 //! builds on:
@@ -10,10 +12,14 @@
 //!   removes it later;
 //! - a write that returned `Ok` survives `kill -9` (see [`Durability`]).
 
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 mod sweeper;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{DEFAULT_NAMESPACE, RedisObserver, RedisOptions, RedisStore};
 #[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 pub use sweeper::Sweeper;

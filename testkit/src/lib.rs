@@ -1,0 +1,175 @@
+//! Real Redis processes for tests: [`RedisServer`] (one standalone server) and
+//! [`RedisCluster`] (3 primaries + 3 replicas, AOF on), each on free loopback ports in a temp
+//! dir, killed (by pid) when dropped. Needs `redis-server` and `redis-cli` on the PATH (Debian's
+//! `redis-server` package; `ops/test.sh` installs it).
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// Next port to try; tests in one process take distinct ranges, and a port (with its cluster
+/// bus port, +10000) is used only if both are free right now.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+fn free_port() -> u16 {
+    if NEXT_PORT.load(Ordering::Relaxed) == 0 {
+        // Spread test processes apart (several test binaries run at once).
+        let start = 20000 + (std::process::id() % 400) as u16 * 25;
+        let _ = NEXT_PORT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    loop {
+        let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = 20000 + (port - 20000) % 10000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// `redis-cli -p port args…`, its stdout.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .expect("redis-cli (Debian package redis-tools, installed with redis-server)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One `redis-server` process.
+pub struct RedisServer {
+    pub port: u16,
+    pid: u32,
+    watchdog: Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl RedisServer {
+    /// A standalone server with AOF (`appendfsync always`).
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Self::spawn(dir.path(), &[]);
+        s._dir = Some(dir);
+        s
+    }
+
+    fn spawn(dir: &Path, extra: &[&str]) -> Self {
+        let port = free_port();
+        // A watchdog shell starts the server and kills it (-9) as soon as this test process is
+        // gone, so a server held by a static or a crashed test never outlives its test run.
+        let watchdog = format!(
+            "redis-server \"$@\" >/dev/null 2>&1 & r=$!; echo $r; \
+             while kill -0 {me} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.3; done; kill -9 $r 2>/dev/null",
+            me = std::process::id()
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &watchdog, "redis-server"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--dir"])
+            .arg(dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh");
+        let mut first = String::new();
+        use std::io::BufRead as _;
+        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut first).expect("the server's pid");
+        let pid: u32 = first.trim().parse().expect("redis-server (Debian package redis-server; ops/test.sh installs it)");
+        let server = Self { port, pid, watchdog: child, _dir: None };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cli(port, &["PING"]).trim() != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server on {port} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// `kill -9` of the server (its watchdog then exits).
+    pub fn kill(&mut self) {
+        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
+        let _ = self.watchdog.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Redis Cluster of 3 primaries and 3 replicas.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|i| {
+                let d = dir.path().join(format!("n{i}"));
+                std::fs::create_dir_all(&d).unwrap();
+                RedisServer::spawn(
+                    &d,
+                    &["--cluster-enabled", "yes", "--cluster-node-timeout", "1000", "--cluster-config-file", "nodes.conf"],
+                )
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let mut args: Vec<&str> = vec!["--cluster", "create"];
+        args.extend(addrs.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", "1", "--cluster-yes"]);
+        let out = cli(nodes[0].port, &args);
+        assert!(out.contains("All 16384 slots covered"), "cluster create failed: {out}");
+        let cluster = Self { nodes, _dir: dir };
+        cluster.wait_ok(Duration::from_secs(30));
+        cluster
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Until every live node reports `cluster_state:ok` and every primary has its replica
+    /// linked and in sync.
+    pub fn wait_ok(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let ok = self.nodes.iter().filter(|n| cli(n.port, &["PING"]).trim() == "PONG").all(|n| {
+                let info = cli(n.port, &["CLUSTER", "INFO"]);
+                let role = cli(n.port, &["INFO", "replication"]);
+                info.contains("cluster_state:ok")
+                    && (role.contains("role:slave") && role.contains("master_link_status:up")
+                        || role.contains("role:master") && role.contains("connected_slaves:1"))
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the Redis Cluster did not settle");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Ports of the current primaries.
+    pub fn primaries(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| cli(n.port, &["ROLE"]).lines().next().map(str::trim) == Some("master"))
+            .map(|n| n.port)
+            .collect()
+    }
+}
