@@ -18,6 +18,11 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
+# Cluster mode's tests run real Redis processes (a standalone server and a 3+3 Redis Cluster);
+# Debian 12's redis-server is 7.0, with redis-cli (redis-tools) to form the cluster.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  missing+=(redis-server redis-tools)
+fi
 # promtool (Debian ships it in the prometheus package) checks the alert rules and /metrics.
 if ! command -v promtool >/dev/null 2>&1; then
   missing+=(prometheus)

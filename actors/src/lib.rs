@@ -9,7 +9,8 @@
 //! - [`notifier::Notifier`] fans events out to websocket subscribers;
 //! - [`passwords::PasswordPool`] hashes and checks passwords on its own bounded threads;
 //! - [`accounts`]: the account directory's writes and the token dialect's session messages;
-//! - [`outbox::Sender`] delivers SMS and email codes (log + outbox, or a webhook).
+//! - [`outbox::Sender`] delivers SMS and email codes (log + outbox, or a webhook);
+//! - [`relay::Relay`] (cluster mode) carries the notifier's events to the other nodes.
 //!
 //! `docs/architecture.md` shows who sends what to whom.
 
@@ -19,6 +20,7 @@ pub mod notifier;
 pub mod outbox;
 pub mod passwords;
 pub mod phrases;
+pub mod relay;
 pub mod sessions;
 pub mod verifier;
 

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::metrics::ActorMetrics;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Topic {
     /// `/ws/id/{phrase}`: a login with this phrase.
     Login(String),
@@ -24,7 +24,7 @@ pub enum Topic {
     IpAuthorized(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Payload {
     Login { session: FluxSession, signature: String },
     Signature(ProvidedSignature),
@@ -48,15 +48,27 @@ pub struct Subscribe(pub Topic);
 #[rtype(result = "()")]
 pub struct Unsubscribe(pub Topic, pub u64);
 
+/// An event committed on this node: delivered here, and (in cluster mode) to the other nodes.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct Publish(pub Topic, pub Event);
+
+/// An event another node committed (from the relay): delivered here only.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Deliver(pub Topic, pub Event);
+
+/// Cluster mode: send every published event to the other nodes through `Relay`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachRelay(pub crate::relay::Relay);
 
 #[derive(Default)]
 pub struct Notifier {
     topics: HashMap<Topic, Vec<(u64, oneshot::Sender<Event>)>>,
     next_id: u64,
     metrics: Option<ActorMetrics>,
+    relay: Option<crate::relay::Relay>,
 }
 
 impl Notifier {
@@ -108,6 +120,32 @@ impl Handler<Publish> for Notifier {
     type Result = usize;
 
     fn handle(&mut self, Publish(topic, event): Publish, _: &mut Context<Self>) -> usize {
+        if let Some(relay) = &self.relay {
+            relay.send(&topic, &event);
+        }
+        self.deliver(topic, event)
+    }
+}
+
+impl Handler<Deliver> for Notifier {
+    type Result = usize;
+
+    fn handle(&mut self, Deliver(topic, event): Deliver, _: &mut Context<Self>) -> usize {
+        self.deliver(topic, event)
+    }
+}
+
+impl Handler<AttachRelay> for Notifier {
+    type Result = ();
+
+    fn handle(&mut self, AttachRelay(relay): AttachRelay, _: &mut Context<Self>) {
+        self.relay = Some(relay);
+    }
+}
+
+impl Notifier {
+    /// Hands `event` to every current subscriber of `topic` once; the topic is then empty.
+    fn deliver(&mut self, topic: Topic, event: Event) -> usize {
         let Some(subscribers) = self.topics.remove(&topic) else { return 0 };
         let mut delivered = 0;
         for (_, tx) in subscribers {

@@ -57,6 +57,14 @@ impl Backend {
         }
     }
 
+    /// The backend's name in metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Rocks { .. } => "rocksdb",
+            Backend::Redis { .. } => "redis",
+        }
+    }
+
     pub fn store(&self) -> Arc<dyn Store> {
         match self {
             Backend::Rocks { store, .. } => store.clone(),

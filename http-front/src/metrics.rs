@@ -121,6 +121,49 @@ pub async fn track(
     result
 }
 
+/// Latency and failures of every store operation, by backend (`rocksdb`, `redis`) and
+/// operation: `sigil_store_operation_seconds`, `sigil_store_errors_total`.
+pub struct StoreMetrics {
+    /// One pre-resolved histogram and counter per operation (no label lookup per call: `get`
+    /// runs on every authenticated request).
+    ops: Vec<(&'static str, prometheus::Histogram, prometheus::IntCounter)>,
+}
+
+const STORE_OPS: [&str; 10] = ["get", "write", "take", "update", "insert_new", "scan", "sweep", "persist", "ping", "other"];
+
+impl StoreMetrics {
+    pub fn new(registry: &Registry, backend: &str) -> Result<Self, prometheus::Error> {
+        let latency = HistogramVec::new(
+            HistogramOpts::new("sigil_store_operation_seconds", "Store operations by backend and kind, with their latency")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["backend", "op"],
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new("sigil_store_errors_total", "Store operations that failed (Redis unreachable, timeouts, …)"),
+            &["backend", "op"],
+        )?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        let ops = STORE_OPS
+            .iter()
+            .map(|op| (*op, latency.with_label_values(&[backend, op]), errors.with_label_values(&[backend, op])))
+            .collect();
+        Ok(Self { ops })
+    }
+}
+
+impl sigil_engine::store::StoreObserver for StoreMetrics {
+    fn observe(&self, op: &'static str, seconds: f64, ok: bool) {
+        let found = self.ops.iter().find(|(name, ..)| *name == op).or_else(|| self.ops.last());
+        if let Some((_, latency, errors)) = found {
+            latency.observe(seconds);
+            if !ok {
+                errors.inc();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

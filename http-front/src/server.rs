@@ -10,12 +10,13 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use prometheus::Registry;
 use sigil_engine::config::Config;
-use sigil_engine::store::Store;
+use sigil_engine::store::{Observed, Store};
 
 use crate::backend::Backend;
 
 use sigil_actors::metrics::ActorMetrics;
-use sigil_actors::notifier::Notifier;
+use sigil_actors::notifier::{AttachRelay, Notifier};
+use sigil_actors::relay::{Relay, RelayMetrics};
 use sigil_actors::phrases::PhraseIssuer;
 use sigil_actors::sessions::{SessionReader, SessionRegistry};
 use sigil_actors::verifier::{PoolConfig, VerifierPool};
@@ -134,9 +135,11 @@ impl Sigil {
     /// Opens the store and binds the listener; nothing is served until [`Sigil::run`].
     pub fn bind(config: Config) -> Result<Self, FrontError> {
         let backend = Backend::open(&config, true)?;
-        let dyn_store: Arc<dyn Store> = backend.store();
-
         let metrics = HttpMetrics::new(Registry::new()).map_err(|e| FrontError::Startup(e.to_string()))?;
+        let store_metrics = metrics::StoreMetrics::new(metrics.registry(), backend.name())
+            .map_err(|e| FrontError::Startup(e.to_string()))?;
+        let dyn_store: Arc<dyn Store> = Arc::new(Observed::new(backend.store(), Arc::new(store_metrics)));
+
         let actor_metrics = ActorMetrics::new(metrics.registry()).map_err(|e| FrontError::Startup(e.to_string()))?;
         let limits = Limits::new(&config.limits, &config.server.trusted_proxies, metrics.registry()).map_err(FrontError::Startup)?;
         let shrinking = limits.clone();
@@ -154,6 +157,19 @@ impl Sigil {
                 return Err(e);
             }
         };
+        if let Some(redis) = backend.redis() {
+            let relay_metrics =
+                RelayMetrics::new(metrics.registry()).map_err(|e| FrontError::Startup(e.to_string()))?;
+            let relay = Relay::start(
+                &config.store.redis_urls,
+                redis.is_cluster(),
+                config.store.redis_timeout.0,
+                shared.notifier.clone(),
+                Some(relay_metrics),
+            )
+            .map_err(|e| FrontError::Startup(format!("cannot start the cross-node push relay: {e}")))?;
+            shared.notifier.do_send(AttachRelay(relay));
+        }
         let flux_state = start_flux(&config, &dyn_store, &shared, actor_metrics.clone(), limits.clone());
         let config = Arc::new(config);
         let accounts = match start_accounts(&config, &dyn_store, &shared, metrics.registry(), limits, actor_metrics) {

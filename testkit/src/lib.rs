@@ -45,6 +45,8 @@ pub struct RedisServer {
     pub port: u16,
     pid: u32,
     watchdog: Child,
+    dir: std::path::PathBuf,
+    extra: Vec<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -58,7 +60,10 @@ impl RedisServer {
     }
 
     fn spawn(dir: &Path, extra: &[&str]) -> Self {
-        let port = free_port();
+        Self::spawn_on(free_port(), dir, extra)
+    }
+
+    fn spawn_on(port: u16, dir: &Path, extra: &[&str]) -> Self {
         // A watchdog shell starts the server and kills it (-9) as soon as this test process is
         // gone, so a server held by a static or a crashed test never outlives its test run.
         let watchdog = format!(
@@ -80,7 +85,14 @@ impl RedisServer {
         use std::io::BufRead as _;
         std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut first).expect("the server's pid");
         let pid: u32 = first.trim().parse().expect("redis-server (Debian package redis-server; ops/test.sh installs it)");
-        let server = Self { port, pid, watchdog: child, _dir: None };
+        let server = Self {
+            port,
+            pid,
+            watchdog: child,
+            dir: dir.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _dir: None,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while cli(port, &["PING"]).trim() != "PONG" {
             assert!(Instant::now() < deadline, "redis-server on {port} did not start");
@@ -95,6 +107,15 @@ impl RedisServer {
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Starts the server again after [`RedisServer::kill`]: same port, same directory (its AOF
+    /// and cluster config), so it rejoins as what it was.
+    pub fn restart(&mut self) {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let again = Self::spawn_on(self.port, &self.dir.clone(), &extra);
+        let mut old = std::mem::replace(self, again);
+        self._dir = old._dir.take();
     }
 
     /// `kill -9` of the server (its watchdog then exits).
@@ -164,11 +185,37 @@ impl RedisCluster {
         }
     }
 
+    /// Until every live node reports `cluster_state:ok` (after a failover: the replica of a
+    /// killed primary has taken over its slots).
+    pub fn wait_state_ok(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let live: Vec<&RedisServer> = self.nodes.iter().filter(|n| cli(n.port, &["PING"]).trim() == "PONG").collect();
+            if !live.is_empty() && live.iter().all(|n| cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the Redis Cluster did not reach state ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Until the live nodes count 3 primaries again (a killed primary's replica took over) and
+    /// all report `cluster_state:ok`.
+    pub fn wait_failover(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.primaries().len() < 3 {
+            assert!(Instant::now() < deadline, "no replica took over");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_state_ok(deadline.saturating_duration_since(Instant::now()));
+    }
+
     /// Ports of the current primaries.
     pub fn primaries(&self) -> Vec<u16> {
         self.nodes
             .iter()
             .filter(|n| cli(n.port, &["ROLE"]).lines().next().map(str::trim) == Some("master"))
+            .filter(|n| cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
             .map(|n| n.port)
             .collect()
     }

@@ -16,12 +16,14 @@
 mod redis;
 #[cfg(feature = "rocksdb")]
 mod rocks;
+mod observed;
 mod sweeper;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{DEFAULT_NAMESPACE, RedisObserver, RedisOptions, RedisStore};
+pub use self::redis::{DEFAULT_NAMESPACE, RedisOptions, RedisStore};
 #[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
+pub use observed::{Observed, StoreObserver};
 pub use sweeper::Sweeper;
 
 use std::time::{SystemTime, UNIX_EPOCH};

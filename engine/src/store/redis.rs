@@ -54,7 +54,7 @@ pub const DEFAULT_NAMESPACE: &str = "sigil";
 const MIN_UPDATE_ATTEMPTS: usize = 16;
 
 /// How long a counted [`Store::approximate_count`] answer is reused (counting scans the keyspace).
-const COUNT_TTL: Duration = Duration::from_secs(10);
+const COUNT_TTL: Duration = Duration::from_secs(60);
 
 /// The one write script. `ARGV[1]` is now (ms); then a program of operations, each a code
 /// followed by a `KEYS` index and its arguments. Guards (`T`, `A`, `C`) come first, so a
@@ -138,13 +138,6 @@ pub struct RedisOptions {
     pub namespace: String,
 }
 
-/// Latency and failures of the store's Redis commands, for the metrics of whoever owns it.
-pub trait RedisObserver: Send + Sync {
-    /// One store operation (`get`, `write`, `take`, `update`, `insert_new`, `scan`, …) took
-    /// `seconds`; `ok` tells whether it succeeded.
-    fn operation(&self, op: &'static str, seconds: f64, ok: bool);
-}
-
 #[derive(Clone)]
 enum Conn {
     Cluster(ClusterConnection),
@@ -215,7 +208,6 @@ pub struct RedisStore {
     read: Script,
     ns: String,
     counts: Mutex<BTreeMap<Cf, (Instant, u64)>>,
-    observer: Mutex<Option<std::sync::Arc<dyn RedisObserver>>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -296,7 +288,6 @@ impl RedisStore {
             read: Script::new(READ),
             ns: options.namespace.clone(),
             counts: Mutex::new(BTreeMap::new()),
-            observer: Mutex::new(None),
         };
         store.wait_replicas = match options.wait_replicas {
             Some(n) => n,
@@ -313,11 +304,6 @@ impl RedisStore {
     /// How many replicas confirm each acknowledged write.
     pub fn wait_replicas(&self) -> u32 {
         self.wait_replicas
-    }
-
-    /// Reports every operation's latency and outcome to `observer` from now on.
-    pub fn observe(&self, observer: std::sync::Arc<dyn RedisObserver>) {
-        *self.observer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(observer);
     }
 
     /// The fewest replicas any primary has (0 for a standalone server without replicas).
@@ -344,17 +330,19 @@ impl RedisStore {
     }
 
     /// Runs `fut` with the deadline of one operation (its commands and WAITs).
+    /// (`_op` names the operation in traces of a debugger; metrics come from `Observed`.)
     fn run<T: Send + 'static>(
         &self,
-        op: &'static str,
+        _op: &'static str,
         fut: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let started = Instant::now();
-        let out = block(&self.handle, self.timeout * 4, fut);
-        if let Some(o) = self.observer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
-            o.operation(op, started.elapsed().as_secs_f64(), out.is_ok());
-        }
-        out
+        block(&self.handle, self.timeout * 4, fut)
+    }
+
+    /// `WAIT`'s own timeout: half the command deadline, so that its "not enough replicas"
+    /// answer arrives before the client gives up on the command.
+    fn wait_ms(&self) -> u64 {
+        (self.timeout.as_millis() as u64 / 2).max(1)
     }
 
     fn executor(&self, relaxed: bool) -> Executor {
@@ -362,7 +350,7 @@ impl RedisStore {
             conn: self.conn.clone(),
             apply: self.apply.clone(),
             wait: if relaxed { 0 } else { self.wait_replicas },
-            wait_ms: self.timeout.as_millis() as u64,
+            wait_ms: self.wait_ms(),
         }
     }
 }
@@ -918,7 +906,7 @@ impl Store for RedisStore {
             return Ok(());
         }
         let mut conn = self.conn.clone();
-        let (n, ms) = (self.wait_replicas, self.timeout.as_millis() as u64);
+        let (n, ms) = (self.wait_replicas, self.wait_ms());
         self.run("persist", async move {
             let mut cmd = redis::cmd("WAIT");
             cmd.arg(n).arg(ms);

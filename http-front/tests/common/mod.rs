@@ -61,13 +61,15 @@ pub fn serve(data_dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Served {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
     while Instant::now() < deadline {
         let Ok(line) = log.recv_timeout(Duration::from_millis(200)) else { continue };
+        seen.push(line.clone());
         if let Some(rest) = line.split("sigil listening on http://").nth(1) {
             let addr = rest.split_whitespace().next().unwrap().to_string();
             return Served { child, addr, log };
         }
     }
     let _ = child.kill();
-    panic!("sigil did not announce its address");
+    panic!("sigil did not announce its address; it said:\n{}", seen.join("\n"));
 }
