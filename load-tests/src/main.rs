@@ -53,7 +53,9 @@ pub enum Scenario {
 #[command(name = "sigil-load", version, about = "Load generator for sigil")]
 pub struct Args {
     pub scenario: Scenario,
-    /// Base URL of the sigil under test (loopback only in this project's tests).
+    /// Base URL of the sigil under test (loopback only in this project's tests). Several,
+    /// comma-separated, for a cluster: the wallet scenarios spread over them, every login's
+    /// phrase, verification and (ws-push) websocket on different nodes.
     #[arg(long, default_value = "http://127.0.0.1:16127")]
     pub url: String,
     /// Concurrent connections (workers).

@@ -17,7 +17,11 @@ use crate::{Args, Scenario};
 #[derive(Clone)]
 struct Ctx {
     client: reqwest::Client,
+    /// The first node: setup, metrics and the account scenarios.
     base: String,
+    /// Every node given in --url (cluster mode): the wallet scenarios spread their requests
+    /// over them, and ws-push waits on one node for a login verified on another.
+    nodes: Arc<Vec<String>>,
 }
 
 impl Ctx {
@@ -27,7 +31,15 @@ impl Ctx {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Self { client, base: args.url.trim_end_matches('/').to_string() })
+        let nodes: Vec<String> =
+            args.url.split(',').map(|u| u.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty()).collect();
+        let base = nodes.first().cloned().ok_or("--url names no server")?;
+        Ok(Self { client, base, nodes: Arc::new(nodes) })
+    }
+
+    /// Node `k` (round robin over --url).
+    fn node(&self, k: usize) -> &str {
+        self.nodes.get(k % self.nodes.len().max(1)).map_or(self.base.as_str(), String::as_str)
     }
 
     async fn flux(&self, req: reqwest::RequestBuilder) -> Result<Value, String> {
@@ -45,12 +57,16 @@ impl Ctx {
     }
 
     async fn phrase(&self) -> Result<String, String> {
-        let body = self.flux(self.client.get(format!("{}/id/loginphrase", self.base))).await?;
+        self.phrase_at(0).await
+    }
+
+    async fn phrase_at(&self, k: usize) -> Result<String, String> {
+        let body = self.flux(self.client.get(format!("{}/id/loginphrase", self.node(k)))).await?;
         body.get("data").and_then(Value::as_str).map(str::to_string).ok_or_else(|| "bad-body".into())
     }
 
-    async fn verifylogin(&self, body: String) -> Result<Value, String> {
-        self.flux(self.client.post(format!("{}/id/verifylogin", self.base)).header("content-type", "text/plain").body(body))
+    async fn verifylogin_at(&self, k: usize, body: String) -> Result<Value, String> {
+        self.flux(self.client.post(format!("{}/id/verifylogin", self.node(k))).header("content-type", "text/plain").body(body))
             .await
     }
 }
@@ -64,7 +80,9 @@ struct Signed {
 
 /// Fetches a phrase and signs it with a fresh key, alternating BTC and ETH wallets.
 async fn sign_login(ctx: &Ctx, i: usize) -> Result<Signed, String> {
-    let phrase = ctx.phrase().await?;
+    // Login i's phrase comes from node i; it is verified on node i + 1 (and, in ws-push,
+    // waited for on node i + 2): with several nodes every step crosses a node.
+    let phrase = ctx.phrase_at(i).await?;
     let key = sign::random_key();
     let (zelid, signature) = if i.is_multiple_of(2) {
         (sign::p2pkh_address(&key, true), sign::sign_bitcoin_message(&key, &phrase, SignedFor::P2pkhCompressed))
@@ -454,8 +472,8 @@ fn get_op(
 async fn prepare_sessions(ctx: &Ctx, args: &Args) -> Result<Vec<String>, String> {
     let logins = prepare(ctx, args.sessions.max(1), args.connections, args.quiet).await?;
     let mut headers = Vec::with_capacity(logins.len());
-    for l in logins {
-        ctx.verifylogin(l.body).await?;
+    for (i, l) in logins.into_iter().enumerate() {
+        ctx.verifylogin_at(i + 1, l.body).await?;
         headers.push(l.header);
     }
     Ok(headers)
@@ -470,7 +488,7 @@ fn check_op(
         let ctx = ctx.clone();
         let header = headers.get(k as usize % headers.len().max(1)).cloned().unwrap_or_default();
         Box::pin(async move {
-            let req = ctx.client.get(format!("{}/id/loggedsessions", ctx.base)).header("zelidauth", header);
+            let req = ctx.client.get(format!("{}/id/loggedsessions", ctx.node(k as usize))).header("zelidauth", header);
             ctx.flux(req).await.map(|_| ())
         })
     }
@@ -486,7 +504,7 @@ fn login_op(
         let body = logins.get(k as usize).map(|l| l.body.clone());
         Box::pin(async move {
             let body = body.ok_or("no pre-signed login left")?;
-            ctx.verifylogin(body).await.map(|_| ())
+            ctx.verifylogin_at(k as usize + 1, body).await.map(|_| ())
         })
     }
 }
@@ -538,8 +556,8 @@ async fn server_rss(ctx: &Ctx) -> Result<f64, String> {
         .ok_or_else(|| "the server's /metrics has no process_resident_memory_bytes".into())
 }
 
-fn ws_url(ctx: &Ctx, phrase: &str) -> String {
-    format!("{}/ws/id/{phrase}", ctx.base.replacen("http", "ws", 1))
+fn ws_url(ctx: &Ctx, k: usize, phrase: &str) -> String {
+    format!("{}/ws/id/{phrase}", ctx.node(k).replacen("http", "ws", 1))
 }
 
 /// Opens a websocket to each of `urls`, `concurrency` at a time; each task resolves with the
@@ -579,7 +597,7 @@ async fn open_sockets(urls: &[String], concurrency: usize) -> Result<Vec<tokio::
 async fn ws_push(ctx: &Ctx, args: &Args) -> Result<Report, String> {
     let logins = prepare(ctx, args.sockets.max(1), args.connections, args.quiet).await?;
     let phrases: Vec<String> = logins.iter().map(|l| l.phrase.clone()).collect();
-    let urls: Vec<String> = phrases.iter().map(|p| ws_url(ctx, p)).collect();
+    let urls: Vec<String> = phrases.iter().enumerate().map(|(i, p)| ws_url(ctx, i + 2, p)).collect();
     let sockets = open_sockets(&urls, args.connections).await?;
     if !args.quiet {
         eprintln!("{} websockets waiting; logging in…", sockets.len());
@@ -592,7 +610,7 @@ async fn ws_push(ctx: &Ctx, args: &Args) -> Result<Report, String> {
         .for_each_concurrent(args.connections.max(1), |(i, body)| {
             let (ctx, answered) = (ctx.clone(), answered.clone());
             async move {
-                let result = ctx.verifylogin(body).await;
+                let result = ctx.verifylogin_at(i + 1, body).await;
                 answered.lock().await.push((i, Instant::now(), result.map(|_| ())));
             }
         })
@@ -636,7 +654,7 @@ async fn ws_idle(ctx: &Ctx, args: &Args) -> Result<Report, String> {
     // Half first, then the rest: the second half's growth is the marginal cost of a socket
     // (what 100k would cost), free of one-time growth such as allocator arenas and buffers.
     let (first, second) = phrases.split_at(phrases.len() / 2);
-    let url_of = |ps: &[String]| ps.iter().map(|p| ws_url(ctx, p)).collect::<Vec<_>>();
+    let url_of = |ps: &[String]| ps.iter().map(|p| ws_url(ctx, 0, p)).collect::<Vec<_>>();
     let mut sockets = open_sockets(&url_of(first), args.connections).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let half = server_rss(ctx).await?;
