@@ -669,6 +669,13 @@ impl SessionReader {
         Ok(session::session(self.store.as_ref(), phrase)?.filter(|s| s.zelid == zelid && s.signed_with(signature)))
     }
 
+    /// [`SessionReader::authorize`] without holding the caller's thread while a networked
+    /// store answers (cluster mode); the same answer.
+    pub async fn authorize_async(&self, zelid: &str, phrase: &str, signature: &str) -> Result<Option<FluxSession>, FluxError> {
+        let found = session::session_async(self.store.as_ref(), phrase).await?;
+        Ok(found.filter(|s| s.zelid == zelid && s.signed_with(signature)))
+    }
+
     pub fn session(&self, phrase: &str) -> Result<Option<FluxSession>, FluxError> {
         Ok(session::session(self.store.as_ref(), phrase)?)
     }

@@ -164,6 +164,11 @@ pub fn session(store: &dyn Store, phrase: &str) -> Result<Option<FluxSession>, S
     Ok(wallet(crate::session::get(store, phrase.as_bytes())?))
 }
 
+/// [`session`] for async callers (the `zelidauth` check of every authenticated request).
+pub async fn session_async(store: &dyn Store, phrase: &str) -> Result<Option<FluxSession>, StoreError> {
+    Ok(wallet(crate::session::get_async(store, phrase.as_bytes()).await?))
+}
+
 fn wallet(s: Option<Session>) -> Option<FluxSession> {
     match s {
         Some(Session::Wallet(w)) => Some(w),

@@ -212,6 +212,12 @@ pub fn get(store: &dyn Store, key: &[u8]) -> Result<Option<Session>, StoreError>
     store.get(Cf::Sessions, key)?.map(|raw| Session::decode(&raw)).transpose()
 }
 
+/// [`get`] for async callers: the hot read path waits for a networked store without holding
+/// a thread (see [`Store::get_async`]).
+pub async fn get_async(store: &dyn Store, key: &[u8]) -> Result<Option<Session>, StoreError> {
+    store.get_async(Cf::Sessions, key).await?.map(|raw| Session::decode(&raw)).transpose()
+}
+
 /// The key of the account session whose public id is `id`.
 ///
 /// The index entry alone is not trusted: the session it names must carry that id (on a store

@@ -248,10 +248,22 @@ pub struct Current {
 /// A key and its (live) value, as returned by scans.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// A store read that an async caller awaits (see [`Store::get_async`]).
+pub type StoreFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send>>;
+
 /// The persistence layer every actor talks to.
 pub trait Store: Send + Sync + 'static {
     /// The live value under `key`, or `None` if absent or expired.
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// [`Store::get`] for the hot read path of async handlers ("is this session valid?"). By
+    /// default the answer is computed at once (RocksDB answers from memory in microseconds);
+    /// a networked store returns a future that waits for the server without holding the
+    /// caller's thread, so one worker serves many requests in flight.
+    fn get_async(&self, cf: Cf, key: &[u8]) -> StoreFuture<Option<Vec<u8>>> {
+        let answer = self.get(cf, key);
+        Box::pin(std::future::ready(answer))
+    }
 
     /// Commits `batch` atomically and durably (per the store's [`Durability`]).
     fn write(&self, batch: Batch) -> Result<(), StoreError>;

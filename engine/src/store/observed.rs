@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Batch, Change, Cf, Current, Entry, Millis, Store, StoreError};
+use super::{Batch, Change, Cf, Current, Entry, Millis, Store, StoreError, StoreFuture};
 
 /// Receives one report per store operation.
 pub trait StoreObserver: Send + Sync {
@@ -34,6 +34,15 @@ impl Observed {
 impl Store for Observed {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.time("get", || self.inner.get(cf, key))
+    }
+
+    fn get_async(&self, cf: Cf, key: &[u8]) -> StoreFuture<Option<Vec<u8>>> {
+        let (started, observer, fut) = (Instant::now(), self.observer.clone(), self.inner.get_async(cf, key));
+        Box::pin(async move {
+            let out = fut.await;
+            observer.observe("get", started.elapsed().as_secs_f64(), out.is_ok());
+            out
+        })
     }
 
     fn write(&self, batch: Batch) -> Result<(), StoreError> {

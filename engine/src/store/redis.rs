@@ -42,7 +42,7 @@ use redis::cluster_routing::{
 };
 use redis::{Cmd, FromRedisValue, Script, Value};
 
-use super::{Batch, Change, Cf, Current, Entry, Millis, Op, Store, StoreError, now_ms};
+use super::{Batch, Change, Cf, Current, Entry, Millis, Op, Store, StoreError, StoreFuture, now_ms};
 
 /// The default first part of every key sigil writes, so one Redis can be shared with other
 /// software (and several deployments or test runs with each other, each with its own).
@@ -653,6 +653,27 @@ impl Store for RedisStore {
                 }
                 None => conn.query(redis::cmd("GET").arg(&p.key)).await,
             }
+        })
+    }
+
+    /// Awaited on the caller's runtime: the command goes to the connection's driver task (on
+    /// this store's runtime) and the answer comes back on a channel, so no thread waits.
+    fn get_async(&self, cf: Cf, key: &[u8]) -> StoreFuture<Option<Vec<u8>>> {
+        let p = place(&self.ns, cf, key);
+        let (mut conn, deadline) = (self.conn.clone(), self.timeout * 4);
+        Box::pin(async move {
+            let read = async {
+                match p.member {
+                    Some(m) => {
+                        let score: Option<f64> = conn.query(redis::cmd("ZSCORE").arg(&p.key).arg(&m)).await?;
+                        Ok(score.filter(|s| *s > now_ms() as f64).map(|_| Vec::new()))
+                    }
+                    None => conn.query(redis::cmd("GET").arg(&p.key)).await,
+                }
+            };
+            tokio::time::timeout(deadline, read)
+                .await
+                .map_err(|_| StoreError::Backend("redis: no answer before the deadline".into()))?
         })
     }
 

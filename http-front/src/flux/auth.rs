@@ -79,7 +79,7 @@ pub async fn allowed(state: &FluxState, credential: &Credential, level: Level) -
     if !level.admits(&credential.zelid, &state.config) {
         return false;
     }
-    match state.reader.authorize(&credential.zelid, &credential.phrase, &credential.signature) {
+    match state.reader.authorize_async(&credential.zelid, &credential.phrase, &credential.signature).await {
         Ok(Some(_)) => return true,
         Ok(None) => {}
         Err(e) => {
