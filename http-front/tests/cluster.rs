@@ -297,3 +297,49 @@ async fn losing_redis_is_unavailable_at_once_and_sigil_recovers_by_itself() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Slots move between primaries while logins go on (live resharding): the client library
+/// follows the MOVED/ASK redirections, no login is lost and none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_go_on_through_a_live_resharding() {
+    let cluster = RedisCluster::start();
+    let s = node(&cluster);
+    let base = s.url("");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storm = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut acked, mut refused) = (Vec::new(), Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let wallet = Wallet::new();
+                let (_, body) = json_of(http().get(format!("{base}/id/loginphrase"))).await;
+                let Some(p) = body["data"].as_str().map(str::to_string) else {
+                    refused.push(body);
+                    continue;
+                };
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                let reply = verify_at(&base, &wallet, &p).await;
+                if reply["status"] == "success" {
+                    acked.push(zelidauth(&wallet, &p));
+                } else {
+                    refused.push(reply);
+                }
+            }
+            (acked, refused)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let primaries = cluster.primaries();
+    // Blocking (redis-cli) while the storm runs on the runtime's other thread.
+    let moved = tokio::task::block_in_place(|| cluster.reshard(primaries[0], primaries[1], 2000));
+    assert!(moved.contains("Moving slot"), "{moved}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, refused) = storm.await.unwrap();
+    eprintln!("resharding 2000 slots: {} logins acknowledged, {} refused", acked.len(), refused.len());
+    assert!(acked.len() >= 20, "too few logins: {}", acked.len());
+    assert!(refused.is_empty(), "logins refused during the resharding: {:?}", refused.first());
+    for auth in &acked {
+        assert!(logged_in(&s, auth).await, "login lost in the resharding: {auth}");
+    }
+}

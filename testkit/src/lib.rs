@@ -120,7 +120,7 @@ impl RedisServer {
 
     /// `kill -9` of the server (its watchdog then exits).
     pub fn kill(&mut self) {
-        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).status();
+        let _ = Command::new("kill").args(["-9", &self.pid.to_string()]).stderr(Stdio::null()).status();
         let _ = self.watchdog.wait();
     }
 }
@@ -208,6 +208,21 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.wait_state_ok(deadline.saturating_duration_since(Instant::now()));
+    }
+
+    /// Moves `slots` hash slots (with their keys) from the primary on `from` to the primary on
+    /// `to`, live (`redis-cli --cluster reshard`); returns its output.
+    pub fn reshard(&self, from: u16, to: u16, slots: u32) -> String {
+        let id = |port: u16| cli(port, &["CLUSTER", "MYID"]).trim().to_string();
+        let (from_id, to_id) = (id(from), id(to));
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &from_id, "--cluster-to", &to_id])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes", "--cluster-pipeline", "100"])
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success(), "reshard failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Ports of the current primaries.
