@@ -19,7 +19,15 @@ use tokio_tungstenite::tungstenite::Message;
 const SECRET: &str = "cluster-internal-secret-0123456789";
 const FAST_HASH: &str = "{ memory_kib = 7168, iterations = 5, parallelism = 1 }";
 
+/// The deadline of one Redis command (and half of it for WAIT) in these tests: the default 1 s
+/// is tight when five clusters' worth of processes share two cores.
+const REDIS_TIMEOUT: &str = "5s";
+
 fn node(cluster: &RedisCluster) -> common::Served {
+    node_with(cluster, REDIS_TIMEOUT)
+}
+
+fn node_with(cluster: &RedisCluster, redis_timeout: &str) -> common::Served {
     let urls = format!("[{}]", cluster.urls().iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(","));
     let dir = tempfile::tempdir().unwrap();
     common::serve(
@@ -27,6 +35,7 @@ fn node(cluster: &RedisCluster) -> common::Served {
         &[
             ("SIGIL_STORE__BACKEND", "redis"),
             ("SIGIL_STORE__REDIS_URLS", &urls),
+            ("SIGIL_STORE__REDIS_TIMEOUT", redis_timeout),
             ("SIGIL_LIMITS__ENABLED", "false"),
             ("SIGIL_ACCOUNTS__INTERNAL_SECRET", SECRET),
             ("SIGIL_PASSWORDS__HASH", FAST_HASH),
@@ -252,7 +261,8 @@ async fn acknowledged_logins_survive_a_primary_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_redis_is_unavailable_at_once_and_sigil_recovers_by_itself() {
     let mut cluster = RedisCluster::start();
-    let s = node(&cluster);
+    // The production default: "unavailable" must come quickly.
+    let s = node_with(&cluster, "1s");
     let wallet = Wallet::new();
     let p = phrase(&s).await;
     assert_eq!(verify(&s, &wallet, &p).await["status"], "success");
@@ -342,4 +352,55 @@ async fn logins_go_on_through_a_live_resharding() {
     for auth in &acked {
         assert!(logged_in(&s, auth).await, "login lost in the resharding: {auth}");
     }
+}
+
+/// `ops/cluster/up` and `down` as a developer runs them: 6 Redis processes and 3 sigil nodes
+/// come up and work together; `down` stops exactly the pids `up` recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_cluster_scripts_start_a_working_cluster_and_stop_exactly_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster_dir = dir.path().join("c");
+    // Ports apart from the testkit's (10000–21000) and, with their cluster bus ports (+10000),
+    // below Linux's ephemeral range (32768+), where outgoing connections take ports at random.
+    let redis_base = 21000 + (std::process::id() % 100) as u16 * 10;
+    let sigil_base = 22000 + (std::process::id() % 100) as u16 * 10;
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let run = |script: &str| {
+        std::process::Command::new(format!("{root}/ops/cluster/{script}"))
+            .env("SIGIL_BIN", common::SIGIL)
+            .env("SIGIL_CLUSTER_DIR", &cluster_dir)
+            .env("REDIS_BASE_PORT", redis_base.to_string())
+            .env("SIGIL_BASE_PORT", sigil_base.to_string())
+            .env("SIGIL_LIMITS__ENABLED", "false")
+            .env("SIGIL_STORE__REDIS_TIMEOUT", REDIS_TIMEOUT)
+            .output()
+            .unwrap()
+    };
+    let up = tokio::task::block_in_place(|| run("up"));
+    assert!(up.status.success(), "up failed: {}", String::from_utf8_lossy(&up.stderr));
+    let pids: Vec<u32> = std::fs::read_to_string(cluster_dir.join("pids"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 9, "6 Redis processes and 3 sigil nodes");
+    let node = |n: u16| format!("http://127.0.0.1:{}", sigil_base + n);
+    let wallet = Wallet::new();
+    let (_, body) = json_of(http().get(format!("{}/id/loginphrase", node(1)))).await;
+    let p = body["data"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let reply = verify_at(&node(2), &wallet, &p).await;
+    assert_eq!(reply["status"], "success", "{reply}");
+    let (_, sessions) =
+        json_of(http().get(format!("{}/id/loggedsessions", node(3))).header("zelidauth", zelidauth(&wallet, &p))).await;
+    assert_eq!(sessions["status"], "success", "{sessions}");
+
+    let down = tokio::task::block_in_place(|| run("down"));
+    assert!(down.status.success(), "down failed: {}", String::from_utf8_lossy(&down.stderr));
+    for pid in pids {
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
+        assert!(!alive, "pid {pid} still running after down");
+    }
+    assert!(!cluster_dir.exists(), "down removes its directory");
 }

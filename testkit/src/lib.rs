@@ -10,19 +10,24 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-/// Next port to try; tests in one process take distinct ranges, and a port (with its cluster
-/// bus port, +10000) is used only if both are free right now.
+/// Next port to try. Every port (and its cluster bus port, +10000) stays below Linux's
+/// ephemeral range (32768+): a port in that range can be taken at any moment by some process's
+/// outgoing connection, which made servers fail to bind. Tests in one process count up from a
+/// start spread by the process id (several test binaries may run at once); a port is used only
+/// if it and its bus port are free right now.
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+const FIRST_PORT: u16 = 10000;
+const PORTS: u16 = 11000;
 
 fn free_port() -> u16 {
     if NEXT_PORT.load(Ordering::Relaxed) == 0 {
-        // Spread test processes apart (several test binaries run at once).
-        let start = 20000 + (std::process::id() % 400) as u16 * 25;
-        let _ = NEXT_PORT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
+        let start = (std::process::id() % 400) as u16 * 25;
+        let _ = NEXT_PORT.compare_exchange(0, start + 1, Ordering::Relaxed, Ordering::Relaxed);
     }
     loop {
-        let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-        let port = 20000 + (port - 20000) % 10000;
+        let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST_PORT + n % PORTS;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
             return port;
         }

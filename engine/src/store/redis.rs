@@ -349,7 +349,8 @@ impl RedisStore {
         Executor {
             conn: self.conn.clone(),
             apply: self.apply.clone(),
-            wait: if relaxed { 0 } else { self.wait_replicas },
+            wait: self.wait_replicas,
+            relaxed,
             wait_ms: self.wait_ms(),
         }
     }
@@ -562,6 +563,10 @@ struct Executor {
     apply: Script,
     wait: u32,
     wait_ms: u64,
+    /// A relaxed write skips the `WAIT` of its last phase only: the phases before it are still
+    /// confirmed, so a failover can lose a relaxed write's end, never its middle (a record
+    /// without its pointers, or a deleted record whose pointers survive).
+    relaxed: bool,
 }
 
 impl Executor {
@@ -608,30 +613,41 @@ impl Executor {
         .map(|_| ())
     }
 
-    async fn phase(&self, steps: &[Step]) -> Result<(), StoreError> {
+    async fn phase(&self, steps: &[Step], confirm: bool) -> Result<(), StoreError> {
         if steps.is_empty() {
             return Ok(());
         }
         try_join_all(steps.iter().map(|s| self.step(s))).await?;
-        self.confirm(steps.iter().map(|s| s.slot)).await
+        if confirm {
+            self.confirm(steps.iter().map(|s| s.slot)).await?;
+        }
+        Ok(())
     }
 
     /// Runs the plan; the decide step's outcome (Done(None) without one).
     async fn run(&self, plan: &Plan) -> Result<Outcome, StoreError> {
-        self.phase(&plan.pointers_in).await?;
-        let outcome = match &plan.decide {
-            Some(d) if !d.is_empty() => {
+        let decide = plan.decide.as_ref().filter(|d| !d.is_empty());
+        // Phase order: pointers in, decide, records, pointers out. Each is confirmed before
+        // the next starts; the last one of a relaxed write is not.
+        let present = [!plan.pointers_in.is_empty(), decide.is_some(), !plan.records.is_empty(), !plan.pointers_out.is_empty()];
+        let last = present.iter().rposition(|p| *p);
+        let confirm = |phase: usize| !self.relaxed || last.is_some_and(|l| phase < l);
+        self.phase(&plan.pointers_in, confirm(0)).await?;
+        let outcome = match decide {
+            Some(d) => {
                 let outcome = self.step(d).await?;
                 if !matches!(outcome, Outcome::Done(_)) {
                     return Ok(outcome);
                 }
-                self.confirm([d.slot]).await?;
+                if confirm(1) {
+                    self.confirm([d.slot]).await?;
+                }
                 outcome
             }
-            _ => Outcome::Done(None),
+            None => Outcome::Done(None),
         };
-        self.phase(&plan.records).await?;
-        self.phase(&plan.pointers_out).await?;
+        self.phase(&plan.records, confirm(2)).await?;
+        self.phase(&plan.pointers_out, confirm(3)).await?;
         Ok(outcome)
     }
 }
