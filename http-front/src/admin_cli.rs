@@ -1,5 +1,6 @@
-//! The offline subcommands: they open the data directory directly, so `sigil serve` must not
-//! be running on it (RocksDB allows one process; the error then says so).
+//! The offline subcommands: they open the configured store directly. On RocksDB `sigil serve`
+//! must not be running on the data directory (RocksDB allows one process; the error then says
+//! so); in cluster mode they work on the shared Redis Cluster while the nodes run.
 
 use sigil_engine::account;
 use sigil_engine::config::Config;
