@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use sigil_engine::account::{self, Account, AccountError, Fields, Group};
+use sigil_engine::passkeys::{self, RelyingParty, StoredPasskey};
+use sigil_engine::web::WebError;
+use sigil_engine::webauthn::{PublicKeyCredential, RegisterPublicKeyCredential};
 use sigil_engine::store::{Store, now_ms};
 
 pub struct AccountDirectory {
@@ -213,5 +216,106 @@ impl Handler<DeleteGroup> for AccountDirectory {
     type Result = Result<Group, AccountError>;
     fn handle(&mut self, m: DeleteGroup, _: &mut SyncContext<Self>) -> Self::Result {
         account::delete_group(self.store.as_ref(), &m.name)
+    }
+}
+
+// ---- passkeys: their ceremonies write challenges and accounts, so they run here ----------
+
+/// Registration options for the caller's account (`passkeys::start_registration`).
+#[derive(Message)]
+#[rtype(result = "Result<serde_json::Value, WebError>")]
+pub struct StartPasskeyRegistration {
+    pub account: Account,
+    pub session_key: Vec<u8>,
+    pub rp: Arc<RelyingParty>,
+}
+
+/// Verify the browser's new credential and add the passkey (`passkeys::finish_registration`).
+#[derive(Message)]
+#[rtype(result = "Result<StoredPasskey, WebError>")]
+pub struct FinishPasskeyRegistration {
+    pub guid: String,
+    pub session_key: Vec<u8>,
+    pub credential: Box<RegisterPublicKeyCredential>,
+    pub name: Option<String>,
+    pub rp: Arc<RelyingParty>,
+}
+
+/// Rename (`Some(name)`) or delete (`None`) passkey `id`; answers whether the account had it.
+#[derive(Message)]
+#[rtype(result = "Result<bool, WebError>")]
+pub struct EditPasskey {
+    pub guid: String,
+    pub id: String,
+    pub name: Option<String>,
+}
+
+/// Options for a passwordless login, with its challenge id.
+#[derive(Message)]
+#[rtype(result = "Result<(String, serde_json::Value), WebError>")]
+pub struct StartPasskeyLogin {
+    pub rp: Arc<RelyingParty>,
+}
+
+/// Verify a passwordless login; answers the account it names (its counter written back).
+#[derive(Message)]
+#[rtype(result = "Result<Account, WebError>")]
+pub struct FinishPasskeyLogin {
+    pub challenge_id: String,
+    pub credential: Box<PublicKeyCredential>,
+    pub rp: Arc<RelyingParty>,
+}
+
+/// Options to answer an MFA ticket with a passkey.
+#[derive(Message)]
+#[rtype(result = "Result<serde_json::Value, WebError>")]
+pub struct StartPasskeySecondFactor {
+    pub ticket: String,
+    pub rp: Arc<RelyingParty>,
+}
+
+impl Handler<StartPasskeyRegistration> for AccountDirectory {
+    type Result = Result<serde_json::Value, WebError>;
+    fn handle(&mut self, m: StartPasskeyRegistration, _: &mut SyncContext<Self>) -> Self::Result {
+        passkeys::start_registration(self.store.as_ref(), &m.rp, &m.account, &m.session_key, now_ms())
+    }
+}
+
+impl Handler<FinishPasskeyRegistration> for AccountDirectory {
+    type Result = Result<StoredPasskey, WebError>;
+    fn handle(&mut self, m: FinishPasskeyRegistration, _: &mut SyncContext<Self>) -> Self::Result {
+        let name = m.name.as_deref();
+        passkeys::finish_registration(self.store.as_ref(), &m.rp, &m.guid, &m.session_key, &m.credential, name, now_ms())
+    }
+}
+
+impl Handler<EditPasskey> for AccountDirectory {
+    type Result = Result<bool, WebError>;
+    fn handle(&mut self, m: EditPasskey, _: &mut SyncContext<Self>) -> Self::Result {
+        match &m.name {
+            Some(name) => passkeys::rename(self.store.as_ref(), &m.guid, &m.id, name),
+            None => passkeys::delete(self.store.as_ref(), &m.guid, &m.id),
+        }
+    }
+}
+
+impl Handler<StartPasskeyLogin> for AccountDirectory {
+    type Result = Result<(String, serde_json::Value), WebError>;
+    fn handle(&mut self, m: StartPasskeyLogin, _: &mut SyncContext<Self>) -> Self::Result {
+        passkeys::start_login(self.store.as_ref(), &m.rp, now_ms())
+    }
+}
+
+impl Handler<FinishPasskeyLogin> for AccountDirectory {
+    type Result = Result<Account, WebError>;
+    fn handle(&mut self, m: FinishPasskeyLogin, _: &mut SyncContext<Self>) -> Self::Result {
+        passkeys::finish_login(self.store.as_ref(), &m.rp, &m.challenge_id, &m.credential, now_ms())
+    }
+}
+
+impl Handler<StartPasskeySecondFactor> for AccountDirectory {
+    type Result = Result<serde_json::Value, WebError>;
+    fn handle(&mut self, m: StartPasskeySecondFactor, _: &mut SyncContext<Self>) -> Self::Result {
+        passkeys::start_second_factor(self.store.as_ref(), &m.rp, &m.ticket, now_ms())
     }
 }

@@ -412,6 +412,30 @@ impl Handler<IssueMfaTicket> for SessionRegistry {
     }
 }
 
+/// Answer a `/v1` MFA ticket with a passkey assertion (`passkeys::finish_second_factor`):
+/// the ticket is consumed and the session opened in one write.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<(BearerToken, AccountSession, Account), WebError>, ActorError>")]
+pub struct RedeemMfaPasskey {
+    pub ticket: String,
+    pub credential: Box<sigil_engine::webauthn::PublicKeyCredential>,
+    pub rp: Arc<sigil_engine::passkeys::RelyingParty>,
+    pub session_ttl_ms: Millis,
+}
+
+impl Handler<RedeemMfaPasskey> for SessionRegistry {
+    type Result = Result<Pending<(BearerToken, AccountSession, Account), WebError>, ActorError>;
+
+    fn handle(&mut self, m: RedeemMfaPasskey, _: &mut Context<Self>) -> Self::Result {
+        self.queue(move |c| {
+            let store = c.store.as_ref();
+            let opened = sigil_engine::passkeys::finish_second_factor(store, &m.rp, &m.ticket, &m.credential, m.session_ttl_ms, now_ms())?;
+            c.opened_account();
+            Ok(opened)
+        })
+    }
+}
+
 impl Handler<RedeemMfaTicket> for SessionRegistry {
     type Result = Result<Pending<(BearerToken, AccountSession, Account), WebError>, ActorError>;
 

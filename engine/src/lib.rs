@@ -17,6 +17,7 @@ pub mod account;
 pub mod config;
 pub mod flux;
 pub mod limit;
+pub mod passkeys;
 pub mod secret;
 pub mod session;
 pub mod sign;
@@ -24,3 +25,8 @@ pub mod store;
 pub mod tokens;
 pub mod verify;
 pub mod web;
+
+/// The WebAuthn wire types the other crates name (the browser's credentials).
+pub mod webauthn {
+    pub use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
+}

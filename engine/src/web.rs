@@ -42,6 +42,10 @@ pub enum WebError {
     IpAuthorizationRequired { ticket: String },
     #[error("RATE_LIMITED")]
     RateLimited(Millis),
+    /// A passkey ceremony failed: unknown or used challenge, wrong origin or RP id, bad
+    /// signature, replayed assertion, a credential of another account.
+    #[error("PASSKEY_AUTHENTICATION_FAILED")]
+    PasskeyFailed,
     /// `INVALID_FORM_BODY`: (path, message) pairs.
     #[error("INVALID_FORM_BODY")]
     InvalidForm(Vec<(String, String)>),
@@ -82,8 +86,7 @@ pub fn admit(store: &dyn Store, account: &Account, ip: Option<std::net::IpAddr>)
     Ok(())
 }
 
-/// The methods a login's MFA answer lists (C.4): `totp`, `sms`, `recovery` (`webauthn` with
-/// passkeys, next).
+/// The methods a login's MFA answer lists (C.4): `totp`, `sms`, `webauthn`, `recovery`.
 pub fn mfa_methods(account: &Account) -> Vec<&'static str> {
     let mut out = Vec::new();
     if account.totp.is_some() {
@@ -91,6 +94,9 @@ pub fn mfa_methods(account: &Account) -> Vec<&'static str> {
     }
     if account.phone.is_some() && (account.default_2fa == Some(account::Method::Mobile) || account.totp.is_some()) {
         out.push("sms");
+    }
+    if !account.passkeys.is_empty() {
+        out.push("webauthn");
     }
     if !account.recovery.is_empty() {
         out.push("recovery");
@@ -273,6 +279,20 @@ fn consume_into_session(
         if opened { Change::Delete { then: opens.clone() } } else { Change::Keep }
     })?;
     Ok(opened.then_some((token, s)))
+}
+
+/// Consumes MFA ticket `ticket` of `account` into a session (a second factor other than a code
+/// was verified: a passkey). `None` if the ticket is gone or belongs to another account.
+pub fn consume_ticket_into_session(
+    store: &dyn Store,
+    ticket: &str,
+    account: &Account,
+    origin: &Origin,
+    session_ttl_ms: Millis,
+    now: Millis,
+) -> Result<Option<(BearerToken, AccountSession)>, WebError> {
+    let still = |raw: &[u8]| decode_ticket(raw).is_some_and(|t| t.account == account.guid && t.attempts < MAX_2FA_ATTEMPTS);
+    consume_into_session(store, &ticket_key(ticket), account, origin, session_ttl_ms, now, &still)
 }
 
 /// The waiting login's session, once approved: `Ok(None)` while pending; the session (opened

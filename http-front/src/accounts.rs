@@ -29,6 +29,8 @@ pub struct AccountsState {
     pub sender: Sender,
     pub limits: Arc<Limits>,
     pub metrics: AccountMetrics,
+    /// The WebAuthn relying party (`webauthn.*`), for the passkey ceremonies.
+    pub passkeys: Arc<sigil_engine::passkeys::RelyingParty>,
 }
 
 /// Outcomes of the account dialects, for Prometheus.

@@ -110,6 +110,7 @@ fn start_accounts(
         .map_err(|e| startup("the password pool", e.to_string()))?;
     let sender = Sender::new(config.sms.clone(), Some(registry)).map_err(|e| startup("the message sender", e))?;
     let metrics = AccountMetrics::new(registry).map_err(|e| startup("the account metrics", e.to_string()))?;
+    let passkeys = Arc::new(sigil_engine::passkeys::RelyingParty::new(&config.webauthn).map_err(|e| startup("passkeys", e))?);
     Ok(AccountsState {
         config: config.clone(),
         store: store.clone(),
@@ -121,6 +122,7 @@ fn start_accounts(
         sender,
         limits,
         metrics,
+        passkeys,
     })
 }
 

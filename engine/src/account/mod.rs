@@ -45,7 +45,7 @@ pub struct TotpFactor {
     pub enrolled_at: Millis,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     pub guid: String,
     pub username: String,
@@ -70,6 +70,13 @@ pub struct Account {
     /// oldest first, at most [`MAX_AUTHORIZED_IPS`].
     #[serde(default)]
     pub authorized_ips: Vec<String>,
+    /// Registered passkeys (at most [`crate::passkeys::MAX_PASSKEYS`]). They are a way to log
+    /// in and a second factor to choose, never a reason to ask for one.
+    #[serde(default)]
+    pub passkeys: Vec<crate::passkeys::StoredPasskey>,
+    /// The account's WebAuthn user handle (a UUID), set by its first passkey.
+    #[serde(default)]
+    pub webauthn_id: Option<String>,
 }
 
 /// Authorized login addresses kept per account; the oldest is forgotten beyond it.
@@ -326,6 +333,8 @@ pub fn create(store: &dyn Store, f: &Fields, password_phc: String, now: Millis) 
         totp: None,
         recovery: Vec::new(),
         authorized_ips: Vec::new(),
+        passkeys: Vec::new(),
+        webauthn_id: None,
     };
     apply(store, &mut account, f)?;
     let mut names = vec![(Cf::AccountNames, username_key(&account.username))];
@@ -479,6 +488,9 @@ pub fn delete(store: &dyn Store, guid: &str) -> Result<Account, AccountError> {
                 then.delete(Cf::AccountNames, username_key(&a.username));
                 if let Some(e) = &a.email {
                     then.delete(Cf::AccountNames, email_key(e));
+                }
+                if let Some(user) = &a.webauthn_id {
+                    then.delete(Cf::AccountNames, format!("w:{user}").into_bytes());
                 }
                 deleted = Some(a);
                 Change::Delete { then }

@@ -60,6 +60,7 @@ impl V1Error {
                     ("IP_AUTHORIZATION_REQUIRED", "New login location: approve it with the code we sent you")
                 }
                 WebError::RateLimited(_) => ("RATE_LIMITED", "Too many requests, try again later"),
+                WebError::PasskeyFailed => ("PASSKEY_AUTHENTICATION_FAILED", "The passkey could not be verified"),
                 WebError::InvalidForm(_) => ("INVALID_FORM_BODY", "Input Validation Error"),
                 WebError::Unavailable(_) => ("UNAVAILABLE", "The service is unavailable, try again later"),
             },
@@ -93,7 +94,7 @@ impl ResponseError for V1Error {
     fn status_code(&self) -> StatusCode {
         match self {
             V1Error::Web(w) => match w {
-                WebError::Unauthorized => StatusCode::UNAUTHORIZED,
+                WebError::Unauthorized | WebError::PasskeyFailed => StatusCode::UNAUTHORIZED,
                 WebError::InvalidCredentials
                 | WebError::InvalidTicket
                 | WebError::InvalidCode

@@ -5,6 +5,7 @@
 //! `sigil_engine::web`, writes go through the session registry, passwords through the pool.
 
 pub mod error;
+pub mod passkeys;
 pub mod routes;
 
 use actix_web::HttpRequest;

@@ -46,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/users/@me/mfa/totp/enable", web::post().to(totp_enable))
             .route("/users/@me/mfa/totp/disable", web::post().to(totp_disable))
             .route("/users/@me", web::get().to(me))
+            .configure(super::passkeys::configure)
             .route("/internal/sessions/validate", web::post().to(validate))
             .default_service(web::to(unknown)),
     );
@@ -55,12 +56,12 @@ async fn unknown() -> Result<HttpResponse, V1Error> {
     Err(V1Error::NotFound)
 }
 
-fn session_ttl_ms(state: &AccountsState) -> u64 {
+pub(super) fn session_ttl_ms(state: &AccountsState) -> u64 {
     state.config.accounts.session_ttl.as_millis()
 }
 
 /// `{"user_id","token"}` and the session cookie: a login (or a ticket) that opened a session.
-fn opened(state: &AccountsState, account: &Account, token: &BearerToken) -> HttpResponse {
+pub(super) fn opened(state: &AccountsState, account: &Account, token: &BearerToken) -> HttpResponse {
     let max_age = i64::try_from(session_ttl_ms(state) / 1000).unwrap_or(i64::MAX);
     HttpResponse::Ok().cookie(session_cookie(state, &token.secret, max_age)).json(json!({"user_id": account.guid, "token": token.secret}))
 }
@@ -100,7 +101,8 @@ async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<
         outcome("second_factor");
         let methods = rules::mfa_methods(&account);
         let sms = methods.contains(&"sms");
-        return Ok(HttpResponse::Ok().json(json!({"mfa": true, "ticket": ticket, "methods": methods, "sms": sms, "webauthn": false})));
+        let webauthn = methods.contains(&"webauthn");
+        return Ok(HttpResponse::Ok().json(json!({"mfa": true, "ticket": ticket, "methods": methods, "sms": sms, "webauthn": webauthn})));
     }
     if rules::needs_ip_authorization(state.config.accounts.ip_authorization, &account, &origin.ip) {
         outcome("ip_authorization");
@@ -117,7 +119,7 @@ async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<
 
 /// The first successful login of an account (and every approved new one) authorizes its
 /// address for the new-location check.
-async fn trust_address(state: &AccountsState, account: &Account, ip: &str) -> Result<(), V1Error> {
+pub(super) async fn trust_address(state: &AccountsState, account: &Account, ip: &str) -> Result<(), V1Error> {
     if ip.is_empty() || account.authorized_ips.iter().any(|i| i == ip) {
         return Ok(());
     }
@@ -380,7 +382,7 @@ async fn validate(req: HttpRequest, payload: web::Payload, state: State) -> Resu
 
 /// Passes if the request carries this session's live sudo grant: the sudo cookie or
 /// `X-Sudo-Token` (C.4). Sudo-gated calls answer `403 SUDO_MODE_REQUIRED` otherwise.
-fn require_sudo(state: &AccountsState, req: &HttpRequest, caller: &Caller) -> Result<(), V1Error> {
+pub(super) fn require_sudo(state: &AccountsState, req: &HttpRequest, caller: &Caller) -> Result<(), V1Error> {
     let cookie = req.cookie(&state.config.accounts.sudo_cookie_name).map(|c| c.value().to_string());
     let header = req.headers().get("x-sudo-token").and_then(|v| v.to_str().ok()).map(str::to_string);
     let presented = cookie.or(header);
