@@ -1,0 +1,88 @@
+//! Passkeys end to end in a real browser: headless Chromium (Debian's `chromium`, installed by
+//! `ops/test.sh`) with a virtual authenticator over the DevTools protocol, driven by
+//! playwright-core (`tests/js/passkeys.mjs`), against the real binary on http://localhost.
+//! Registration, passwordless login, passkey as second factor, replay / tampering / wrong origin
+//! / wrong RP id refused — then `kill -9`, a restart, and the passkey (and its counter) still
+//! there.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const SECRET: &str = "passkey-test-internal-secret-0123456789";
+const FAST_HASH: &str = "{ memory_kib = 7168, iterations = 5, parallelism = 1 }";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn node_script(args: &[&str]) -> String {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        js.join("node_modules/playwright-core").is_dir(),
+        "run `npm ci` in {} (ops/test.sh does) to install playwright-core",
+        js.display()
+    );
+    assert!(std::path::Path::new("/usr/bin/chromium").exists(), "Debian's chromium is needed (ops/test.sh installs it)");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("node").current_dir(&js).arg("passkeys.mjs").args(args).output(),
+    )
+    .await
+    .expect("the browser script took over 2 minutes")
+    .expect("node is needed for this test");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkeys_in_a_real_browser_and_across_a_kill_9() {
+    let port = free_port();
+    let base = format!("http://localhost:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let origins = format!("[\"{base}\"]");
+    let env = [
+        ("SIGIL_SERVER__LISTEN", listen.as_str()),
+        ("SIGIL_ACCOUNTS__PUBLIC_URL", base.as_str()),
+        ("SIGIL_ACCOUNTS__COOKIE_SECURE", "false"),
+        ("SIGIL_ACCOUNTS__INTERNAL_SECRET", SECRET),
+        ("SIGIL_ACCOUNTS__IP_AUTHORIZATION", "false"),
+        ("SIGIL_WEBAUTHN__RP_ID", "localhost"),
+        ("SIGIL_WEBAUTHN__ALLOWED_ORIGINS", origins.as_str()),
+        ("SIGIL_PASSWORDS__HASH", FAST_HASH),
+        ("SIGIL_LIMITS__LOGIN_PER_IP", "1000/10s"),
+        ("SIGIL_LIMITS__MFA_PER_IP", "1000/1m"),
+        ("SIGIL_LIMITS__MFA_PER_ACCOUNT", "1000/1m"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = common::serve(dir.path(), &env);
+    let created = reqwest::Client::new()
+        .post(s.url("/api/admin/users"))
+        .header("x-internal-secret", SECRET)
+        .json(&json!({"username": "petra", "password": "petra's long password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+
+    let saved = node_script(&["full", &base, "petra", "petra's long password", SECRET]).await;
+    let saved: Value = serde_json::from_str(saved.trim()).unwrap();
+    assert!(saved["credential"]["signCount"].as_u64().unwrap() >= 3, "the authenticator counted its uses: {saved}");
+
+    let metrics = reqwest::get(s.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sigil_second_factor_total{dialect=\"v1\",method=\"webauthn\",outcome=\"success\"}"), "passkey MFA counted");
+    assert!(metrics.contains("sigil_account_logins_total{dialect=\"v1\",method=\"passkey\",outcome=\"invalid\"}"), "refusals counted");
+
+    // kill -9, restart on the same data: the passkey and its counter are still there.
+    s.kill9();
+    let s = common::serve(dir.path(), &env);
+    let out = node_script(&["again", &base, &saved.to_string()]).await;
+    assert_eq!(out.trim(), "ok");
+
+    let metrics = reqwest::get(s.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sigil_account_logins_total{dialect=\"v1\",method=\"passkey\",outcome=\"success\"}"), "passkey logins counted");
+}
