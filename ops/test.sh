@@ -23,6 +23,11 @@ fi
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
   missing+=(redis-server redis-tools)
 fi
+# The passkey tests run Debian's Chromium (headless, with a virtual authenticator) through
+# playwright-core; no browser is downloaded.
+if [ ! -x /usr/bin/chromium ]; then
+  missing+=(chromium)
+fi
 # promtool (Debian ships it in the prometheus package) checks the alert rules and /metrics.
 if ! command -v promtool >/dev/null 2>&1; then
   missing+=(prometheus)

@@ -15,6 +15,12 @@ import { chromium } from 'playwright-core';
 
 const [mode, base, ...rest] = process.argv.slice(2);
 
+// PASSKEY_TRANSCRIPT=file: record every request and answer (for docs/api/v1.md).
+const transcript = [];
+function record(method, path, body, status, answer) {
+  if (process.env.PASSKEY_TRANSCRIPT) transcript.push({ method, path, body, status, answer });
+}
+
 function fail(message) {
   console.error(`passkeys: ${message}`);
   process.exit(1);
@@ -65,7 +71,7 @@ async function call(page, method, path, body, headers = {}) {
     let json = null;
     try { json = JSON.parse(text); } catch { /* empty body */ }
     return { status: res.status, body: json };
-  }, [method, path, body, headers]);
+  }, [method, path, body, headers]).then((r) => { record(method, path, body, r.status, r.body); return r; });
 }
 
 // navigator.credentials.create with sigil's options; the browser's credential.toJSON().
@@ -107,6 +113,7 @@ async function post(path, body, headers = {}) {
   const text = await res.text();
   let json = null;
   try { json = JSON.parse(text); } catch { /* empty */ }
+  record('POST', path, body, res.status, json);
   return { status: res.status, body: json };
 }
 
@@ -162,6 +169,14 @@ async function full(username, password, secret) {
     const fresh = await post('/v1/auth/webauthn/authenticate/options', {});
     const replayNew = await post('/v1/auth/webauthn/authenticate', { credential: first.credential, challenge_id: fresh.body.challenge_id });
     check(replayNew.status === 401, `old assertion, new challenge: ${JSON.stringify(replayNew)}`);
+    // One challenge, one valid assertion, eight concurrent tries: exactly one session.
+    const race = await call(page, 'POST', '/v1/auth/webauthn/authenticate/options');
+    const raced = await get(page, race.body.publicKey);
+    const tries = await Promise.all(Array.from({ length: 8 }, () =>
+      post('/v1/auth/webauthn/authenticate', { credential: raced, challenge_id: race.body.challenge_id })));
+    const winners = tries.filter((t) => t.status === 200).length;
+    check(winners === 1 && tries.every((t) => t.status === 200 || t.body.code === 'PASSKEY_AUTHENTICATION_FAILED'),
+      `one challenge raced 8 times: ${JSON.stringify(tries.map((t) => t.status))}`);
     const second = await call(page, 'POST', '/v1/auth/webauthn/authenticate/options');
     const assertion = await get(page, second.body.publicKey);
     const sig = assertion.response.signature;
@@ -245,6 +260,10 @@ try {
   if (mode === 'full') await full(...rest);
   else if (mode === 'again') await againMode(rest[0]);
   else fail(`unknown mode ${mode}`);
+  if (process.env.PASSKEY_TRANSCRIPT) {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(`${process.env.PASSKEY_TRANSCRIPT}.${mode}.json`, JSON.stringify(transcript, null, 2));
+  }
 } catch (e) {
   fail(e.stack || String(e));
 }
