@@ -80,7 +80,7 @@ async fn passkeys_in_a_real_browser_and_across_a_kill_9() {
     // kill -9, restart on the same data: the passkey and its counter are still there.
     s.kill9();
     let s = common::serve(dir.path(), &env);
-    let out = node_script(&["again", &base, &saved.to_string()]).await;
+    let out = node_script(&["again", &base, &saved.to_string(), "petra's long password"]).await;
     assert_eq!(out.trim(), "ok");
 
     let metrics = reqwest::get(s.url("/metrics")).await.unwrap().text().await.unwrap();

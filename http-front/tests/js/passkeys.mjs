@@ -7,8 +7,9 @@
 //
 // Usage:
 //   node passkeys.mjs full BASE USERNAME PASSWORD INTERNAL_SECRET   → prints {"credential": …}
-//   node passkeys.mjs again BASE CREDENTIAL_JSON                    → passwordless login with a
-//                                                                     credential saved by `full`
+//   node passkeys.mjs again BASE CREDENTIAL_JSON PASSWORD           → passwordless login with a
+//                                                                     credential saved by `full`,
+//                                                                     then its deletion
 // Exits non-zero with a message on the first check that fails.
 import http from 'node:http';
 import { chromium } from 'playwright-core';
@@ -236,7 +237,7 @@ async function full(username, password, secret) {
   }
 }
 
-async function againMode(saved) {
+async function againMode(saved, password) {
   const { credential, guid } = JSON.parse(saved);
   const browser = await launch();
   try {
@@ -250,6 +251,20 @@ async function againMode(saved) {
     await cdp.send('WebAuthn.addCredential', { authenticatorId, credential: { ...credential, signCount: 0 } });
     const cloned = await passwordless(page);
     check(cloned.login.status === 401, `a credential whose counter went back: ${JSON.stringify(cloned.login)}`);
+    // Delete the passkey (sudo): it is gone from the list and logs in no more.
+    const sudo = await call(page, 'POST', '/v1/auth/sudo/verify', { password });
+    check(sudo.status === 200, `sudo: ${JSON.stringify(sudo)}`);
+    const [item] = (await call(page, 'GET', '/v1/users/@me/passkeys')).body;
+    const unknown = await call(page, 'DELETE', '/v1/users/@me/passkeys/not-a-passkey');
+    check(unknown.status === 404, `delete of an unknown id: ${JSON.stringify(unknown)}`);
+    const deleted = await call(page, 'DELETE', `/v1/users/@me/passkeys/${item.id}`);
+    check(deleted.status === 204, `delete: ${JSON.stringify(deleted)}`);
+    const empty = await call(page, 'GET', '/v1/users/@me/passkeys');
+    check(empty.body.length === 0, `list after delete: ${JSON.stringify(empty)}`);
+    await cdp.send('WebAuthn.removeCredential', { authenticatorId, credentialId: credential.credentialId });
+    await cdp.send('WebAuthn.addCredential', { authenticatorId, credential: { ...credential, signCount: credential.signCount + 10 } });
+    const afterDelete = await passwordless(page);
+    check(afterDelete.login.status === 401, `a deleted passkey: ${JSON.stringify(afterDelete.login)}`);
     console.log('ok');
   } finally {
     await browser.close();
@@ -258,7 +273,7 @@ async function againMode(saved) {
 
 try {
   if (mode === 'full') await full(...rest);
-  else if (mode === 'again') await againMode(rest[0]);
+  else if (mode === 'again') await againMode(rest[0], rest[1]);
   else fail(`unknown mode ${mode}`);
   if (process.env.PASSKEY_TRANSCRIPT) {
     const { writeFileSync } = await import('node:fs');
