@@ -376,6 +376,16 @@ async fn ops_cluster_scripts_start_a_working_cluster_and_stop_exactly_it() {
             .output()
             .unwrap()
     };
+    /// Runs `down` however the test ends (a failed assertion must not leave the cluster running).
+    struct Down<F: Fn()>(F);
+    impl<F: Fn()> Drop for Down<F> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let _down = Down(|| {
+        let _ = run("down");
+    });
     let up = tokio::task::block_in_place(|| run("up"));
     assert!(up.status.success(), "up failed: {}", String::from_utf8_lossy(&up.stderr));
     let pids: Vec<u32> = std::fs::read_to_string(cluster_dir.join("pids"))
