@@ -97,6 +97,7 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub passwords: PasswordsConfig,
     pub webauthn: WebauthnConfig,
+    pub oauth2: OAuth2Config,
     pub sms: SmsConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
@@ -318,6 +319,24 @@ pub struct WebauthnConfig {
 impl Default for WebauthnConfig {
     fn default() -> Self {
         Self { rp_id: "localhost".into(), rp_name: "sigil".into(), allowed_origins: vec!["http://localhost:16127".into()] }
+    }
+}
+
+/// The OAuth2 / OpenID Connect provider (spec C.2).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuth2Config {
+    /// Lifetime of an access token.
+    pub access_ttl: HumanDuration,
+    /// Lifetime of a refresh token (each use rotates it).
+    pub refresh_ttl: HumanDuration,
+    /// Lifetime of an authorization code (single use).
+    pub code_ttl: HumanDuration,
+}
+
+impl Default for OAuth2Config {
+    fn default() -> Self {
+        Self { access_ttl: HumanDuration::secs(3600), refresh_ttl: HumanDuration::secs(30 * 86_400), code_ttl: HumanDuration::secs(60) }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod account;
 pub mod config;
 pub mod flux;
 pub mod limit;
+pub mod oauth2;
 pub mod passkeys;
 pub mod secret;
 pub mod session;

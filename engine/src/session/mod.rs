@@ -36,6 +36,9 @@ pub enum Dialect {
     Token,
     /// `/v1` cookie or Bearer session.
     Web,
+    /// An OAuth2 access token sigil issued to a client (accepted as Bearer on `/v1`).
+    #[serde(rename = "oauth")]
+    OAuth,
 }
 
 /// A pending SMS code of a session that still needs its second factor.
@@ -96,6 +99,16 @@ pub struct AccountSession {
     /// Sudo mode (`/v1`): bound to this session by living in its record.
     #[serde(default)]
     pub sudo: Option<SudoGrant>,
+    /// OAuth2 access tokens: the client and the scopes granted.
+    #[serde(default)]
+    pub oauth: Option<OAuthGrant>,
+}
+
+/// What an OAuth2 access token was granted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthGrant {
+    pub client_id: String,
+    pub scopes: Vec<String>,
 }
 
 /// A sudo-mode grant: the hash of its token and when it lapses.
@@ -386,6 +399,7 @@ impl AccountSession {
             failed_2fa: 0,
             sms: None,
             sudo: None,
+            oauth: None,
         };
         Ok((token, key, s))
     }
@@ -487,6 +501,7 @@ mod tests {
             failed_2fa: 0,
             sms: None,
             sudo: None,
+            oauth: None,
         }
     }
 

@@ -69,10 +69,12 @@ pub enum Cf {
     Counters,
     /// Short-lived single-use tickets by SHA-256 of their secret (`/v1` MFA tickets).
     Tickets,
+    /// The OAuth2 provider: clients, authorization codes, consents, refresh-token families.
+    OAuth,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 15] = [
+    pub const ALL: [Cf; 16] = [
         Cf::Phrases,
         Cf::Sessions,
         Cf::SessionsByOwner,
@@ -88,6 +90,7 @@ impl Cf {
         Cf::SessionActivity,
         Cf::Counters,
         Cf::Tickets,
+        Cf::OAuth,
     ];
 
     pub fn name(self) -> &'static str {
@@ -107,6 +110,7 @@ impl Cf {
             Cf::SessionActivity => "session_activity",
             Cf::Counters => "counters",
             Cf::Tickets => "tickets",
+            Cf::OAuth => "oauth",
         }
     }
 
@@ -129,6 +133,7 @@ impl Cf {
             Cf::SessionActivity => 13,
             Cf::Counters => 14,
             Cf::Tickets => 15,
+            Cf::OAuth => 16,
         }
     }
 
