@@ -31,6 +31,8 @@ pub struct AccountsState {
     pub metrics: AccountMetrics,
     /// The WebAuthn relying party (`webauthn.*`), for the passkey ceremonies.
     pub passkeys: Arc<sigil_engine::passkeys::RelyingParty>,
+    /// The OpenID Connect signing key.
+    pub oauth_keys: Arc<sigil_engine::oauth2::keys::SigningKey>,
 }
 
 /// Outcomes of the account dialects, for Prometheus.
@@ -40,6 +42,8 @@ pub struct AccountMetrics {
     pub logins: IntCounterVec,
     /// `sigil_second_factor_total{dialect, method, outcome}`.
     pub second_factor: IntCounterVec,
+    /// `sigil_oauth2_grants_total{grant_type, outcome}`.
+    pub oauth_grants: IntCounterVec,
 }
 
 impl AccountMetrics {
@@ -54,7 +58,12 @@ impl AccountMetrics {
         )?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(second_factor.clone()))?;
-        Ok(Self { logins, second_factor })
+        let oauth_grants = IntCounterVec::new(
+            Opts::new("sigil_oauth2_grants_total", "OAuth2 token-endpoint grants by grant type and outcome (success or the RFC 6749 error)"),
+            &["grant_type", "outcome"],
+        )?;
+        registry.register(Box::new(oauth_grants.clone()))?;
+        Ok(Self { logins, second_factor, oauth_grants })
     }
 }
 

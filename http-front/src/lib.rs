@@ -13,6 +13,7 @@ pub mod json;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod oauth2;
 pub mod routes;
 pub mod server;
 pub mod tokens;

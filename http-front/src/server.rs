@@ -111,6 +111,9 @@ fn start_accounts(
     let sender = Sender::new(config.sms.clone(), Some(registry)).map_err(|e| startup("the message sender", e))?;
     let metrics = AccountMetrics::new(registry).map_err(|e| startup("the account metrics", e.to_string()))?;
     let passkeys = Arc::new(sigil_engine::passkeys::RelyingParty::new(&config.webauthn).map_err(|e| startup("passkeys", e))?);
+    let oauth_keys = Arc::new(
+        sigil_engine::oauth2::keys::SigningKey::load_or_create(store.as_ref()).map_err(|e| startup("the OpenID Connect signing key", e.to_string()))?,
+    );
     Ok(AccountsState {
         config: config.clone(),
         store: store.clone(),
@@ -123,6 +126,7 @@ fn start_accounts(
         limits,
         metrics,
         passkeys,
+        oauth_keys,
     })
 }
 
@@ -208,6 +212,7 @@ impl Sigil {
                 .configure(flux::routes::configure)
                 .configure(flux::ws::configure)
                 .configure(tokens::routes::configure)
+                .configure(crate::oauth2::configure_root)
                 .configure(v1::routes::configure)
                 .configure(admin::configure)
                 .default_service(web::to(routes::not_found))

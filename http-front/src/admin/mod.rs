@@ -37,6 +37,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// [`admin`] for the other fronts (OAuth2 client registration).
+pub async fn require_admin(req: &HttpRequest, state: &AccountsState) -> Result<(), ApiError> {
+    admin(req, state).await
+}
+
 /// Lets the request through if it carries the internal secret or an admin's token.
 async fn admin(req: &HttpRequest, state: &AccountsState) -> Result<(), ApiError> {
     if let Some(presented) = req.headers().get("x-internal-secret") {

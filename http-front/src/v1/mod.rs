@@ -62,7 +62,17 @@ pub async fn authenticate(state: &AccountsState, req: &HttpRequest) -> Result<Ca
         return Err(V1Error::InvalidOrigin);
     }
     let store = state.store.as_ref();
-    let (key, session, last_used) = web::lookup(store, &secret)?;
+    let (key, session, last_used) = match web::lookup(store, &secret) {
+        Ok(found) => found,
+        // An OAuth2 access token works as Bearer (never as a cookie); it can never be in
+        // sudo mode, so it cannot reach the sudo-gated calls.
+        Err(WebError::Unauthorized) if via == Via::Bearer => {
+            let s = sigil_engine::oauth2::access_token(store, &secret)?.ok_or(WebError::Unauthorized)?;
+            let last = session::last_activity(store, &session::account_key(&secret), s.created_at)?;
+            (session::account_key(&secret), s, last)
+        }
+        Err(e) => return Err(e.into()),
+    };
     let account = account::get(store, &session.owner)?.filter(|a| !a.disabled).ok_or(WebError::Unauthorized)?;
     session::record_use(store, &key, &session, last_used, now_ms())?;
     Ok(Caller { key, session, account, last_used, via })

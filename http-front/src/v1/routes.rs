@@ -47,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/users/@me/mfa/totp/disable", web::post().to(totp_disable))
             .route("/users/@me", web::get().to(me))
             .configure(super::passkeys::configure)
+            .configure(crate::oauth2::configure_v1)
             .route("/internal/sessions/validate", web::post().to(validate))
             .default_service(web::to(unknown)),
     );
@@ -402,6 +403,10 @@ struct SudoBody {
 /// SameSite=Strict) and as `{"sudo_token"}` for `X-Sudo-Token`.
 async fn sudo_verify(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
     let caller = authenticate(&state, &req).await?;
+    // Sudo mode is for the person's own sessions, never for a token a client holds.
+    if caller.session.dialect != session::Dialect::Web {
+        return Err(WebError::Unauthorized.into());
+    }
     let body: SudoBody = json::read(&req, payload, MAX_JSON_BODY).await?;
     let limits = &state.config.limits;
     state.hit_per_ip("mfa_per_ip", "mfa-ip", &req, limits.mfa_per_ip).map_err(WebError::RateLimited)?;
