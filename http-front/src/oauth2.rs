@@ -110,7 +110,7 @@ async fn discovery(state: State) -> HttpResponse {
         "introspection_endpoint": format!("{iss}/v1/oauth2/introspect"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": rules::SCOPES,
@@ -272,6 +272,7 @@ struct TokenForm {
     client_id: Option<String>,
     client_secret: Option<String>,
     scope: Option<String>,
+    refresh_token: Option<String>,
 }
 
 /// The client of a token-endpoint request: HTTP Basic (`client_secret_basic`), or the form's
@@ -302,6 +303,7 @@ async fn token(req: HttpRequest, form: web::Form<TokenForm>, state: State) -> Re
     let outcome = |grant: &str, o: &str| state.metrics.oauth_grants.with_label_values(&[grant, o]).inc();
     let keys = state.oauth_keys.clone();
     let (iss, access_ttl) = (issuer(&state), state.config.oauth2.access_ttl.as_millis());
+    let refresh_ttl = state.config.oauth2.refresh_ttl.as_millis();
     let store = state.store.clone();
     let grant = form.grant_type.clone();
     let issued = match form.grant_type.as_str() {
@@ -310,8 +312,18 @@ async fn token(req: HttpRequest, form: web::Form<TokenForm>, state: State) -> Re
             let redirect_uri = form.redirect_uri.ok_or(OAuthError::InvalidRequest("redirect_uri is required".into()))?;
             let verifier = form.code_verifier;
             web::block(move || {
-                let issuing = Issuing { issuer: &iss, access_ttl_ms: access_ttl, keys: &keys };
+                let issuing = Issuing { issuer: &iss, access_ttl_ms: access_ttl, refresh_ttl_ms: refresh_ttl, keys: &keys };
                 rules::redeem_code(store.as_ref(), &issuing, &client, &code, &redirect_uri, verifier.as_deref(), now_ms())
+            })
+            .await
+            .map_err(|e| OAuthError::Unavailable(e.to_string()))?
+        }
+        "refresh_token" => {
+            let token = form.refresh_token.ok_or(OAuthError::InvalidRequest("refresh_token is required".into()))?;
+            let scope = form.scope;
+            web::block(move || {
+                let issuing = Issuing { issuer: &iss, access_ttl_ms: access_ttl, refresh_ttl_ms: refresh_ttl, keys: &keys };
+                rules::refresh(store.as_ref(), &issuing, &client, &token, scope.as_deref(), now_ms())
             })
             .await
             .map_err(|e| OAuthError::Unavailable(e.to_string()))?
@@ -343,7 +355,13 @@ struct TokenOnly {
 /// once; an unknown token is not an error (200 either way).
 async fn revoke(req: HttpRequest, form: web::Form<TokenOnly>, state: State) -> Result<HttpResponse, OAuthReply> {
     let client = client_of(&req, form.client_id.as_deref(), form.client_secret.as_deref(), &state)?;
-    if let Some(s) = rules::access_token(state.store.as_ref(), &form.token)?
+    // A refresh token: its whole family ends.
+    if let Some(family) = rules::refresh::family_of(state.store.as_ref(), &form.token, &client.client_id)? {
+        let store = state.store.clone();
+        web::block(move || rules::refresh::revoke_family(store.as_ref(), &family))
+            .await
+            .map_err(|e| OAuthError::Unavailable(e.to_string()))??;
+    } else if let Some(s) = rules::access_token(state.store.as_ref(), &form.token)?
         && s.oauth.as_ref().is_some_and(|g| g.client_id == client.client_id)
     {
         let key = session::account_key(&form.token);
@@ -379,7 +397,10 @@ async fn introspect(req: HttpRequest, form: web::Form<TokenOnly>, state: State) 
             }
             out
         }
-        _ => json!({"active": false}),
+        _ => match rules::refresh::is_active(state.store.as_ref(), &form.token, &client.client_id)? {
+            Some(scopes) => json!({"active": true, "scope": scopes.join(" "), "client_id": client.client_id, "token_type": "refresh_token", "iss": issuer(&state)}),
+            None => json!({"active": false}),
+        },
     };
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
 }

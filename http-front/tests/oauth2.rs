@@ -253,3 +253,72 @@ async fn the_provider_refuses_what_the_rfcs_refuse() {
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{statuses:?}");
 }
+
+/// offline_access: refresh tokens rotate on every use; an old one presented again revokes the
+/// whole family; of twenty parallel uses of one refresh token exactly one gets tokens; revoking
+/// a refresh token (RFC 7009) ends its family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
+    let p = start().await;
+    let session = p.user("rita").await;
+    let (id, secret) = p.app(true).await;
+    let secret = secret.unwrap();
+    let token = |form: Vec<(&'static str, String)>| {
+        let (url, id, secret) = (p.s.url("/v1/oauth2/token"), id.clone(), secret.clone());
+        async move { send(http().post(url).basic_auth(id, Some(secret)).form(&form)).await }
+    };
+    let url = format!(
+        "{}/v1/oauth2/authorize?response_type=code&client_id={id}&redirect_uri={}&scope=openid%20offline_access&state=x",
+        p.base,
+        form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+    );
+    let fresh_grant = || async {
+        let code = p.code_for(&url, &session).await["code"].clone();
+        let (status, headers, body) = token(vec![("grant_type", "authorization_code".into()), ("code", code), ("redirect_uri", REDIRECT.into())]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(headers.get("cache-control").unwrap(), "no-store");
+        (body["access_token"].as_str().unwrap().to_string(), body["refresh_token"].as_str().expect("offline_access gives a refresh token").to_string())
+    };
+    let userinfo = |access: String| {
+        let url = p.s.url("/v1/oauth2/userinfo");
+        async move { send(http().get(url).bearer_auth(access)).await.0 }
+    };
+
+    let (access1, refresh1) = fresh_grant().await;
+    let (status, _, body) = token(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh1.clone())]).await;
+    assert_eq!(status, 200, "{body}");
+    let (access2, refresh2) = (body["access_token"].as_str().unwrap().to_string(), body["refresh_token"].as_str().unwrap().to_string());
+    assert_ne!(refresh1, refresh2, "rotated");
+    assert!(body["id_token"].is_string());
+    assert_eq!(userinfo(access2.clone()).await, 200);
+    // The old refresh token again: refused, and every token of the family ends.
+    let (status, _, body) = token(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh1.clone())]).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(userinfo(access1).await, 401);
+    assert_eq!(userinfo(access2).await, 401);
+    let (status, _, _) = token(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh2)]).await;
+    assert_eq!(status, 400, "the rotated token died with its family");
+    // Narrowing is allowed, widening is not.
+    let (_, refresh) = fresh_grant().await;
+    let (status, _, body) = token(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh.clone()), ("scope", "openid email".into())]).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")));
+
+    // Twenty parallel uses of one refresh token: exactly one success.
+    let (_, refresh) = fresh_grant().await;
+    let tries = (0..20).map(|_| {
+        let form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
+        let form: Vec<(String, String)> = form.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (url, id, secret) = (p.s.url("/v1/oauth2/token"), id.clone(), secret.clone());
+        tokio::spawn(async move { send(http().post(url).basic_auth(id, Some(secret)).form(&form)).await.0 })
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(tries).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+
+    // RFC 7009 on a refresh token: the family ends.
+    let (access, refresh) = fresh_grant().await;
+    let (status, _, _) = send(http().post(p.s.url("/v1/oauth2/revoke")).basic_auth(&id, Some(&secret)).form(&[("token", refresh.as_str())])).await;
+    assert_eq!(status, 200);
+    assert_eq!(userinfo(access).await, 401);
+    let (_, _, info) = send(http().post(p.s.url("/v1/oauth2/introspect")).basic_auth(&id, Some(&secret)).form(&[("token", refresh.as_str())])).await;
+    assert_eq!(info, json!({"active": false}));
+}

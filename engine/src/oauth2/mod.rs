@@ -9,9 +9,13 @@
 //! lifetime `oauth2.code_ttl`), `u` ‖ SHA-256(code) (a redeemed code: what it issued, so a
 //! second redemption revokes it, RFC 6749 §4.1.2), `k` ‖ account ‖ 0 ‖ client (the scopes the
 //! account consented to), `t` ‖ SHA-256(consent token) (a consent request waiting for the
-//! person's answer).
+//! person's answer), `r` ‖ SHA-256(refresh token) and `f` ‖ family id (refresh tokens, see
+//! [`refresh`]).
 
 pub mod keys;
+
+pub mod refresh;
+pub use refresh::refresh;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -86,7 +90,7 @@ impl From<StoreError> for OAuthError {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> OAuthError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> OAuthError {
     OAuthError::Unavailable(e.to_string())
 }
 
@@ -110,7 +114,7 @@ fn client_key(id: &str) -> Vec<u8> {
     [b"a".as_slice(), id.as_bytes()].concat()
 }
 
-fn hashed(prefix: &[u8], secret: &str) -> Vec<u8> {
+pub(crate) fn hashed(prefix: &[u8], secret: &str) -> Vec<u8> {
     [prefix, &secret_hash(secret.as_bytes())].concat()
 }
 
@@ -326,6 +330,8 @@ struct CodeGrant {
 #[derive(Serialize, Deserialize)]
 struct RedeemedCode {
     sessions: Vec<String>,
+    #[serde(default)]
+    family: Option<String>,
 }
 
 /// Issues an authorization code (256 bits, `code_ttl`, single use) for `account`.
@@ -371,6 +377,7 @@ pub struct TokenResponse {
 pub struct Issuing<'a> {
     pub issuer: &'a str,
     pub access_ttl_ms: Millis,
+    pub refresh_ttl_ms: Millis,
     pub keys: &'a keys::SigningKey,
 }
 
@@ -395,6 +402,9 @@ pub fn redeem_code(
                 if let Ok(key) = hex::decode(key) {
                     session::end(store, &key, &|_| true)?;
                 }
+            }
+            if let Some(family) = used.family {
+                refresh::revoke_family(store, &family)?;
             }
             tracing::warn!(client = %client.client_id, "an authorization code was used twice: its tokens are revoked");
         }
@@ -428,9 +438,15 @@ pub fn redeem_code(
     } else {
         None
     };
+    // A refresh token (offline_access) starts a new family.
+    let family = if grant.scopes.iter().any(|s| s == "offline_access") {
+        Some(refresh::start_family(store, issuing, &account.guid, &client.client_id, &grant.scopes, &key, now)?)
+    } else {
+        None
+    };
     // Remember what the code issued, for as long as the code could be replayed.
     let mut b = Batch::new();
-    let used = RedeemedCode { sessions: vec![hex::encode(&key)] };
+    let used = RedeemedCode { sessions: vec![hex::encode(&key)], family: family.as_ref().map(|(f, _)| f.clone()) };
     b.put_expiring(Cf::OAuth, hashed(b"u", code), serde_json::to_vec(&used).map_err(unavailable)?, now.saturating_add(issuing.access_ttl_ms));
     store.write(b)?;
     let response = TokenResponse {
@@ -439,13 +455,13 @@ pub fn redeem_code(
         expires_in: issuing.access_ttl_ms / 1000,
         scope: grant.scopes.join(" "),
         id_token,
-        refresh_token: None,
+        refresh_token: family.map(|(_, r)| r),
     };
     Ok((response, key, Session::Account(s)))
 }
 
 /// An access token session (not yet written: the registry opens it).
-fn mint_access(owner: &str, client_id: &str, scopes: &[String], ttl_ms: Millis, now: Millis) -> Result<(BearerToken, Vec<u8>, AccountSession), OAuthError> {
+pub(crate) fn mint_access(owner: &str, client_id: &str, scopes: &[String], ttl_ms: Millis, now: Millis) -> Result<(BearerToken, Vec<u8>, AccountSession), OAuthError> {
     let origin = Origin { ip: String::new(), user_agent: format!("oauth2 client {client_id}") };
     let (token, key, mut s) = AccountSession::mint(owner, Dialect::OAuth, &origin, ttl_ms, None, true, now).map_err(unavailable)?;
     s.oauth = Some(OAuthGrant { client_id: client_id.to_string(), scopes: scopes.to_vec() });
