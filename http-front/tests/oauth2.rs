@@ -322,3 +322,46 @@ async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
     let (_, _, info) = send(http().post(p.s.url("/v1/oauth2/introspect")).basic_auth(&id, Some(&secret)).form(&[("token", refresh.as_str())])).await;
     assert_eq!(info, json!({"active": false}));
 }
+
+/// `kill -9` and a restart: the signing key (the same JWKS), the client, issued access and
+/// refresh tokens and the remembered consent are all still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_survives_kill_9() {
+    let mut p = start().await;
+    let session = p.user("sven").await;
+    let (id, secret) = p.app(true).await;
+    let secret = secret.unwrap();
+    let (_, _, jwks) = send(http().get(p.s.url("/v1/oauth2/jwks"))).await;
+    let url = format!(
+        "{}/v1/oauth2/authorize?response_type=code&client_id={id}&redirect_uri={}&scope=openid%20offline_access&state=x",
+        p.base,
+        form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+    );
+    let code = p.code_for(&url, &session).await["code"].clone();
+    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT)];
+    let (status, _, tokens) = send(http().post(p.s.url("/v1/oauth2/token")).basic_auth(&id, Some(&secret)).form(&form)).await;
+    assert_eq!(status, 200, "{tokens}");
+
+    p.s.kill9();
+    let env_port = p.base.rsplit(':').next().unwrap().to_string();
+    let listen = format!("127.0.0.1:{env_port}");
+    p.s = common::serve(
+        p._dir.path(),
+        &[
+            ("SIGIL_SERVER__LISTEN", listen.as_str()),
+            ("SIGIL_ACCOUNTS__PUBLIC_URL", p.base.as_str()),
+            ("SIGIL_ACCOUNTS__INTERNAL_SECRET", SECRET),
+            ("SIGIL_ACCOUNTS__IP_AUTHORIZATION", "false"),
+            ("SIGIL_PASSWORDS__HASH", FAST_HASH),
+        ],
+    );
+    let (_, _, again) = send(http().get(p.s.url("/v1/oauth2/jwks"))).await;
+    assert_eq!(jwks, again, "the signing key is kept");
+    let (status, _, _) = send(http().get(p.s.url("/v1/oauth2/userinfo")).bearer_auth(tokens["access_token"].as_str().unwrap())).await;
+    assert_eq!(status, 200);
+    let form = [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())];
+    let (status, _, body) = send(http().post(p.s.url("/v1/oauth2/token")).basic_auth(&id, Some(&secret)).form(&form)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = send(http().get(&url).bearer_auth(&session)).await;
+    assert_eq!(status, 302, "the consent is remembered");
+}
