@@ -22,6 +22,7 @@ show() {
   status=${out##*$'\n'}
   BODY=${out%$'\n'*}
   cookies=$(grep -i '^set-cookie:' "$headers" | tr -d '\r' | sed 's/^[Ss]et-[Cc]ookie: //' || true)
+  LOCATION=$(grep -i '^location:' "$headers" | tr -d '\r' | sed 's/^[Ll]ocation: //' || true)
   rm -f "$headers"
   printf '### %s\n\n```sh\ncurl' "$title"
   for a in "$@"; do
@@ -37,6 +38,9 @@ show() {
   if [ -n "$cookies" ]; then
     printf '%s\n' "$cookies" | sed 's/^/    Set-Cookie: /'
     printf '\n'
+  fi
+  if [ -n "$LOCATION" ]; then
+    printf '    Location: %s\n\n' "$LOCATION"
   fi
   if [ -n "$BODY" ]; then
     printf '```json\n%s\n```\n\n' "$(printf '%s' "$BODY" | python3 -m json.tool --indent 2 2>/dev/null || printf '%s' "$BODY")"
