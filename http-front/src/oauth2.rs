@@ -314,6 +314,7 @@ async fn token(req: HttpRequest, form: web::Form<TokenForm>, state: State) -> Re
             web::block(move || {
                 let issuing = Issuing { issuer: &iss, access_ttl_ms: access_ttl, refresh_ttl_ms: refresh_ttl, keys: &keys };
                 rules::redeem_code(store.as_ref(), &issuing, &client, &code, &redirect_uri, verifier.as_deref(), now_ms())
+                    .map(|(r, key, s)| (r, Some((key, s))))
             })
             .await
             .map_err(|e| OAuthError::Unavailable(e.to_string()))?
@@ -323,20 +324,25 @@ async fn token(req: HttpRequest, form: web::Form<TokenForm>, state: State) -> Re
             let scope = form.scope;
             web::block(move || {
                 let issuing = Issuing { issuer: &iss, access_ttl_ms: access_ttl, refresh_ttl_ms: refresh_ttl, keys: &keys };
-                rules::refresh(store.as_ref(), &issuing, &client, &token, scope.as_deref(), now_ms())
+                rules::refresh(store.as_ref(), &issuing, &client, &token, scope.as_deref(), now_ms()).map(|r| (r, None))
             })
             .await
             .map_err(|e| OAuthError::Unavailable(e.to_string()))?
         }
-        "client_credentials" => rules::client_credentials(&client, form.scope.as_deref().unwrap_or(""), access_ttl, now_ms()),
+        "client_credentials" => {
+            rules::client_credentials(&client, form.scope.as_deref().unwrap_or(""), access_ttl, now_ms()).map(|(r, key, s)| (r, Some((key, s))))
+        }
         _ => Err(OAuthError::UnsupportedGrantType),
     };
-    let (response, key, session) = issued.inspect_err(|e| outcome(&grant, e.code()))?;
-    let mut writes = Batch::new();
-    session::open_writes(&mut writes, &key, &session)?;
-    sessions::request(&state.registry, OpenAccountSession { writes })
-        .await
-        .map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+    let (response, to_open) = issued.inspect_err(|e| outcome(&grant, e.code()))?;
+    // A refresh opened its session with the rotation; the other grants open theirs here.
+    if let Some((key, session)) = to_open {
+        let mut writes = Batch::new();
+        session::open_writes(&mut writes, &key, &session)?;
+        sessions::request(&state.registry, OpenAccountSession { writes })
+            .await
+            .map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+    }
     outcome(&grant, "success");
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))

@@ -47,6 +47,12 @@ pub enum Scenario {
     /// the `log` sender), wait on `/v1/auth/authorize-ip/ws`, then are approved; latency is
     /// frame arrival minus approval response (needs --internal-secret).
     IpPush,
+    /// OAuth2 `refresh_token` grants: --sessions grants (at least --connections) of one account
+    /// to a confidential client, each refreshed and rotated in turn (needs --internal-secret).
+    OauthRefresh,
+    /// OAuth2 introspection (RFC 7662) of refresh tokens, with client authentication (needs
+    /// --internal-secret).
+    OauthIntrospect,
 }
 
 #[derive(Debug, Parser)]

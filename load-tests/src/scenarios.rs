@@ -303,6 +303,8 @@ pub async fn run(args: &Args) -> Result<Report, String> {
             Ok(report("mfa-login", drive(args, Some(args.sessions.max(1) as u64), op).await?))
         }
         Scenario::IpPush => ip_push(&ctx, args).await,
+        Scenario::OauthRefresh => oauth(&ctx, args, true).await,
+        Scenario::OauthIntrospect => oauth(&ctx, args, false).await,
         Scenario::TokenCheck => {
             let users = make_accounts(&ctx, args, 1).await?;
             let user = users.first().ok_or("no account")?;
@@ -780,4 +782,137 @@ async fn guid_of(ctx: &Ctx, user: &str, secret: &str) -> Result<String, String> 
         .and_then(|u| u.get("guid").and_then(Value::as_str))
         .map(str::to_string)
         .ok_or_else(|| format!("{user} is not listed"))
+}
+
+// ---- OAuth2 provider ---------------------------------------------------------------------------
+
+const LOAD_REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+/// A confidential client with a redirect URI, and `n` refresh tokens of one account (each its own
+/// grant: authorize with the account's session, consent, exchange), made off the clock.
+async fn oauth_grants(ctx: &Ctx, args: &Args, n: usize) -> Result<(String, String, Vec<String>), String> {
+    let secret = args.internal_secret.clone().ok_or("this scenario needs --internal-secret")?;
+    let users = make_accounts(ctx, args, 1).await?;
+    let user = users.first().ok_or("no account")?;
+    let session = ctx.web_login(user).await?;
+    let app: Value = ok_200_or_201(
+        ctx.client
+            .post(format!("{}/v1/oauth2/applications", ctx.base))
+            .header("x-internal-secret", &secret)
+            .json(&json!({"name": "sigil-load", "redirect_uris": [LOAD_REDIRECT], "confidential": true})),
+    )
+    .await?
+    .json()
+    .await
+    .map_err(|e| e.to_string())?;
+    let id = app.get("client_id").and_then(Value::as_str).ok_or("no client_id")?.to_string();
+    let client_secret = app.get("client_secret").and_then(Value::as_str).ok_or("no client_secret")?.to_string();
+    if !args.quiet {
+        eprintln!("authorizing {n} grant(s) (off the clock)…");
+    }
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| e.to_string())?;
+    let url = format!(
+        "{}/v1/oauth2/authorize?response_type=code&client_id={id}&redirect_uri={}&scope=identify%20offline_access&state=s",
+        ctx.base,
+        form_urlencoded::byte_serialize(LOAD_REDIRECT.as_bytes()).collect::<String>()
+    );
+    let mut refresh = Vec::with_capacity(n);
+    for _ in 0..n {
+        let first = no_redirects.get(&url).bearer_auth(&session).send().await.map_err(|e| e.to_string())?;
+        let res = if first.status() == 302 {
+            first
+        } else {
+            let consent: Value = first.json().await.map_err(|e| e.to_string())?;
+            let token = consent.get("consent_token").and_then(Value::as_str).ok_or("no consent_token")?.to_string();
+            no_redirects
+                .post(&url)
+                .bearer_auth(&session)
+                .form(&[("consent_token", token.as_str()), ("approve", "true")])
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let location = res.headers().get("location").and_then(|v| v.to_str().ok()).ok_or("no redirect with a code")?.to_string();
+        let code = location
+            .split_once('?')
+            .and_then(|(_, q)| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()))
+            .ok_or("no code")?;
+        let tokens: Value = ok_200(ctx.client.post(format!("{}/v1/oauth2/token", ctx.base)).basic_auth(&id, Some(&client_secret)).form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", LOAD_REDIRECT),
+        ]))
+        .await?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+        refresh.push(tokens.get("refresh_token").and_then(Value::as_str).ok_or("no refresh_token")?.to_string());
+    }
+    Ok((id, client_secret, refresh))
+}
+
+async fn ok_200_or_201(req: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
+    let res = req.send().await.map_err(|e| if e.is_timeout() { "timeout".into() } else { "connect".to_string() })?;
+    if res.status() == 200 || res.status() == 201 { Ok(res) } else { Err(format!("http-{}", res.status().as_u16())) }
+}
+
+/// `refresh_token` grants: each slot holds one grant's current refresh token and replaces it
+/// with the rotated one (a slot is used by one request at a time).
+fn oauth_refresh_op(
+    ctx: &Ctx,
+    client: (String, String),
+    slots: Arc<Vec<Mutex<String>>>,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Clone + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |k| {
+        let (ctx, slots, (id, secret)) = (ctx.clone(), slots.clone(), client.clone());
+        Box::pin(async move {
+            let slot = slots.get(k as usize % slots.len().max(1)).ok_or("no grant")?;
+            let mut current = slot.lock().await;
+            let res = ok_200(ctx.client.post(format!("{}/v1/oauth2/token", ctx.base)).basic_auth(&id, Some(&secret)).form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", current.as_str()),
+            ]))
+            .await?;
+            let body: Value = res.json().await.map_err(|_| "bad-body".to_string())?;
+            *current = body.get("refresh_token").and_then(Value::as_str).ok_or("no rotated refresh_token")?.to_string();
+            Ok(())
+        })
+    }
+}
+
+/// `POST /v1/oauth2/introspect` of refresh tokens (client authentication every time).
+fn oauth_introspect_op(
+    ctx: &Ctx,
+    client: (String, String),
+    tokens: Arc<Vec<String>>,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Clone + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |k| {
+        let (ctx, (id, secret)) = (ctx.clone(), client.clone());
+        let token = tokens.get(k as usize % tokens.len().max(1)).cloned().unwrap_or_default();
+        Box::pin(async move {
+            let res = ok_200(
+                ctx.client.post(format!("{}/v1/oauth2/introspect", ctx.base)).basic_auth(&id, Some(&secret)).form(&[("token", token.as_str())]),
+            )
+            .await?;
+            let body: Value = res.json().await.map_err(|_| "bad-body".to_string())?;
+            if body.get("active") == Some(&Value::Bool(true)) { Ok(()) } else { Err("inactive".into()) }
+        })
+    }
+}
+
+async fn oauth(ctx: &Ctx, args: &Args, refresh: bool) -> Result<Report, String> {
+    let n = args.sessions.max(args.connections).max(1);
+    let (id, secret, tokens) = oauth_grants(ctx, args, n).await?;
+    if refresh {
+        let slots = Arc::new(tokens.into_iter().map(Mutex::new).collect::<Vec<_>>());
+        let op = oauth_refresh_op(ctx, (id, secret), slots);
+        warm_up(args, op.clone()).await?;
+        Ok(report("oauth-refresh", drive(args, None, op).await?))
+    } else {
+        let op = oauth_introspect_op(ctx, (id, secret), Arc::new(tokens));
+        warm_up(args, op.clone()).await?;
+        Ok(report("oauth-introspect", drive(args, None, op).await?))
+    }
 }

@@ -85,9 +85,10 @@ pub fn revoke_family(store: &dyn Store, family: &str) -> Result<(), OAuthError> 
     Ok(())
 }
 
-/// `grant_type=refresh_token` for `client` (authenticated already): rotates the token. A used
-/// token revokes its family; a token of another client, an expired one or one of a revoked
-/// family is `invalid_grant`. `scope`, if given, may only narrow the grant.
+/// `grant_type=refresh_token` for `client` (authenticated already): rotates the token and opens
+/// the new access token's session (written here, with the rotation, in one durable write). A
+/// used token revokes its family; a token of another client, an expired one or one of a
+/// revoked family is `invalid_grant`. `scope`, if given, may only narrow the grant.
 pub fn refresh(
     store: &dyn Store,
     issuing: &Issuing<'_>,
@@ -95,7 +96,7 @@ pub fn refresh(
     token: &str,
     scope: Option<&str>,
     now: Millis,
-) -> Result<(TokenResponse, Vec<u8>, Session), OAuthError> {
+) -> Result<TokenResponse, OAuthError> {
     let key = hashed(b"r", token);
     let mut found: Option<(Refresh, bool)> = None;
     store.update(Cf::OAuth, &key, false, &mut |current| {
@@ -133,7 +134,14 @@ pub fn refresh(
     };
     let account = account::get(store, &r.account)?.filter(|a| !a.disabled).ok_or(OAuthError::InvalidGrant("the account is gone or disabled".into()))?;
     let (access, access_key, s) = mint_access(&account.guid, &client.client_id, &scopes, issuing.access_ttl_ms, now)?;
-    // Record the new access token in the family, unless the family was revoked meanwhile.
+    // One atomic, durable write: the family records the new access token (unless it was revoked
+    // meanwhile), the rotated refresh token is stored, and the access token's session opens.
+    let next = BearerToken::generate().map_err(unavailable)?.secret;
+    let mut then = Batch::new();
+    let rotated = Refresh { family: r.family.clone(), client_id: r.client_id.clone(), account: r.account.clone(), scopes: r.scopes.clone(), used: false };
+    put_refresh(&mut then, &next, &rotated, now.saturating_add(issuing.refresh_ttl_ms))?;
+    let session = Session::Account(s);
+    session::open_writes(&mut then, &access_key, &session)?;
     let mut alive = false;
     store.update(Cf::OAuth, &family_key(&r.family), false, &mut |current| {
         alive = false;
@@ -145,18 +153,13 @@ pub fn refresh(
         f.access.push(hex::encode(&access_key));
         alive = true;
         match serde_json::to_vec(&f) {
-            Ok(value) => Change::Put { value, expires_at: c.expires_at, then: Batch::new() },
+            Ok(value) => Change::Put { value, expires_at: c.expires_at, then: then.clone() },
             Err(_) => Change::Keep,
         }
     })?;
     if !alive {
         return Err(OAuthError::InvalidGrant("the grant was revoked".into()));
     }
-    let next = BearerToken::generate().map_err(unavailable)?.secret;
-    let mut b = Batch::new();
-    let rotated = Refresh { family: r.family.clone(), client_id: r.client_id.clone(), account: r.account.clone(), scopes: r.scopes.clone(), used: false };
-    put_refresh(&mut b, &next, &rotated, now.saturating_add(issuing.refresh_ttl_ms))?;
-    store.write(b)?;
     let id_token = if scopes.iter().any(|s| s == "openid") {
         Some(issuing.keys.id_token(issuing.issuer, &account, &client.client_id, None, now, now, issuing.access_ttl_ms, &scopes).map_err(unavailable)?)
     } else {
@@ -170,7 +173,7 @@ pub fn refresh(
         id_token,
         refresh_token: Some(next),
     };
-    Ok((response, access_key, Session::Account(s)))
+    Ok(response)
 }
 
 /// The family of refresh token `token` issued to `client_id`, if it is one (for revocation).
