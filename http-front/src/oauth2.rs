@@ -182,9 +182,14 @@ fn redirect(uri: &str, query: &str) -> HttpResponse {
     HttpResponse::Found().insert_header((header::LOCATION, format!("{uri}{sep}{query}"))).finish()
 }
 
-/// The authorization request in the query, or why it is not one (shown, never redirected).
-fn authorize_request(query: &str) -> Result<AuthorizeRequest, AuthorizeError> {
-    web::Query::<AuthorizeRequest>::from_query(query).map(web::Query::into_inner).map_err(|e| AuthorizeError::NoRedirect(e.to_string()))
+/// The authorization request in the query, checked (RFC 6749 §4.1.1): the request, its client
+/// and the scopes it asks for — or where the error goes (shown, or back to the client).
+fn checked_request(req: &HttpRequest, state: &AccountsState) -> Result<(AuthorizeRequest, rules::Client, Vec<String>), AuthorizeError> {
+    let request = web::Query::<AuthorizeRequest>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| AuthorizeError::NoRedirect(e.to_string()))?;
+    let (client, scopes) = rules::check_authorize(state.store.as_ref(), &request)?;
+    Ok((request, client, scopes))
 }
 
 /// The code for `request`, sent to its redirect URI.
@@ -210,12 +215,8 @@ async fn grant_code(state: &AccountsState, account: &str, request: AuthorizeRequ
 /// for these scopes gets its code at once (302); otherwise the consent request
 /// `{"client", "scopes", "consent_token"}`.
 async fn authorize(req: HttpRequest, state: State) -> Result<HttpResponse, V1Error> {
-    let request = match authorize_request(req.query_string()) {
-        Ok(r) => r,
-        Err(e) => return Ok(authorize_error(e)),
-    };
-    let (client, scopes) = match rules::check_authorize(state.store.as_ref(), &request) {
-        Ok(found) => found,
+    let (request, client, scopes) = match checked_request(&req, &state) {
+        Ok(checked) => checked,
         Err(e) => return Ok(authorize_error(e)),
     };
     let caller = authenticate(&state, &req).await?;
@@ -241,12 +242,8 @@ struct ConsentAnswer {
 /// `POST /v1/oauth2/authorize?…` (form: `consent_token`, `approve=true`) with the session that
 /// saw the consent request: 302 to the client with a code, or with `error=access_denied`.
 async fn authorize_answer(req: HttpRequest, form: web::Form<ConsentAnswer>, state: State) -> Result<HttpResponse, V1Error> {
-    let request = match authorize_request(req.query_string()) {
-        Ok(r) => r,
-        Err(e) => return Ok(authorize_error(e)),
-    };
-    let (client, scopes) = match rules::check_authorize(state.store.as_ref(), &request) {
-        Ok(found) => found,
+    let (request, client, scopes) = match checked_request(&req, &state) {
+        Ok(checked) => checked,
         Err(e) => return Ok(authorize_error(e)),
     };
     let caller = authenticate(&state, &req).await?;

@@ -3,8 +3,9 @@
 //! family. A refresh token presented a second time — an attacker replaying a stolen one, or the
 //! client after it — revokes the whole family: every refresh token and every access token it
 //! issued (OAuth 2.0 Security BCP §4.14). Of concurrent uses of one token exactly one is
-//! answered with tokens; the others are reuses, so the family (the winner's tokens included)
-//! ends too.
+//! answered with tokens; a duplicate that arrives while that rotation is still being written
+//! is refused without revoking (it gets nothing; once the rotation is written, any further
+//! presentation revokes the family).
 //!
 //! `r` ‖ SHA-256(token) → [`Refresh`] (kept, marked `used`, until it expires: that is how a reuse
 //! is recognised); `f` ‖ family id → [`Family`] (revoked flag and the access tokens issued).
@@ -17,13 +18,19 @@ use crate::secret::{BearerToken, random_id};
 use crate::session::{self, Session};
 use crate::store::{Batch, Change, Cf, Millis, Store};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Clone)]
 struct Refresh {
     family: String,
     client_id: String,
     account: String,
     scopes: Vec<String>,
+    /// Presented once: the next presentation is refused.
     used: bool,
+    /// Its rotation completed (the next token exists): a presentation now is a reuse, and
+    /// revokes the family. A duplicate that arrives while the rotation is still running is
+    /// refused without revoking, so of concurrent uses exactly one gets tokens.
+    #[serde(default)]
+    rotated: bool,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -58,7 +65,7 @@ pub(super) fn start_family(
     let mut b = Batch::new();
     let f = Family { revoked: false, access: vec![hex::encode(access_key)] };
     b.put_expiring(Cf::OAuth, family_key(&family), serde_json::to_vec(&f).map_err(unavailable)?, expires_at);
-    let r = Refresh { family: family.clone(), client_id: client_id.into(), account: account.into(), scopes: scopes.to_vec(), used: false };
+    let r = Refresh { family: family.clone(), client_id: client_id.into(), account: account.into(), scopes: scopes.to_vec(), used: false, rotated: false };
     put_refresh(&mut b, &token, &r, expires_at)?;
     store.write(b)?;
     Ok((family, token))
@@ -118,6 +125,9 @@ pub fn refresh(
         return Err(OAuthError::InvalidGrant("the refresh token was issued to another client".into()));
     }
     if !first {
+        if !r.rotated {
+            return Err(OAuthError::InvalidGrant("refresh token already being used".into()));
+        }
         tracing::warn!(client = %client.client_id, "a refresh token was used twice: its family is revoked");
         revoke_family(store, &r.family)?;
         return Err(OAuthError::InvalidGrant("refresh token already used; every token of its grant is revoked".into()));
@@ -138,8 +148,12 @@ pub fn refresh(
     // meanwhile), the rotated refresh token is stored, and the access token's session opens.
     let next = BearerToken::generate().map_err(unavailable)?.secret;
     let mut then = Batch::new();
-    let rotated = Refresh { family: r.family.clone(), client_id: r.client_id.clone(), account: r.account.clone(), scopes: r.scopes.clone(), used: false };
+    let rotated = Refresh { used: false, rotated: false, ..r.clone() };
     put_refresh(&mut then, &next, &rotated, now.saturating_add(issuing.refresh_ttl_ms))?;
+    // The presented token is now rotated: from here on its reuse revokes the family. (Only this
+    // request writes it: the others saw it used and wrote nothing.)
+    let done = Refresh { used: true, rotated: true, ..r.clone() };
+    put_refresh(&mut then, token, &done, now.saturating_add(issuing.refresh_ttl_ms))?;
     let session = Session::Account(s);
     session::open_writes(&mut then, &access_key, &session)?;
     let mut alive = false;

@@ -165,7 +165,7 @@ impl Conn {
         }
     }
 
-    async fn on_address<T: FromRedisValue>(&mut self, cmd: Cmd, node: &Option<(String, u16)>) -> Result<T, StoreError> {
+    async fn on_address<T: FromRedisValue>(&mut self, cmd: Cmd, node: &NodeAddress) -> Result<T, StoreError> {
         match (self, node) {
             (Conn::Cluster(c), Some((host, port))) => {
                 let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port });
@@ -354,6 +354,29 @@ impl RedisStore {
             wait_ms: self.wait_ms(),
         }
     }
+}
+
+/// A node to send a command to: (host, port) of a cluster node, `None` for the one server.
+type NodeAddress = Option<(String, u16)>;
+
+/// Every key matching `pattern` on `nodes` (each primary of a cluster, or the one server): a
+/// full `SCAN` of each — for listings and counts, never for a request's hot path.
+async fn scan_keys(conn: &mut Conn, nodes: &[NodeAddress], pattern: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut keys = Vec::new();
+    for node in nodes {
+        let mut cursor = "0".to_string();
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(&cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+            let (next, batch): (String, Vec<Vec<u8>>) = conn.on_address(cmd, node).await?;
+            keys.extend(batch);
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(keys)
 }
 
 /// One line of `CLUSTER NODES`.
@@ -866,33 +889,10 @@ impl Store for RedisStore {
                 Ok(out)
             });
         }
-        let nodes: Vec<Option<(String, u16)>> = if self.cluster {
-            self.cluster_nodes()?.into_iter().filter(|n| n.primary && n.serving).map(|n| Some((n.host, n.port))).collect()
-        } else {
-            vec![None]
-        };
-        let pattern = {
-            let mut p = redis_key(&self.ns, cf, prefix);
-            p.pop(); // the closing brace: match every key that starts with the prefix
-            p.push(b'*');
-            p
-        };
+        let (nodes, pattern) = self.scan_plan(cf, prefix)?;
         let ns = self.ns.clone();
         self.run("scan", async move {
-            let mut keys = Vec::new();
-            for node in &nodes {
-                let mut cursor = "0".to_string();
-                loop {
-                    let mut cmd = redis::cmd("SCAN");
-                    cmd.arg(&cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
-                    let (next, batch): (String, Vec<Vec<u8>>) = conn.on_address(cmd, node).await?;
-                    keys.extend(batch);
-                    if next == "0" {
-                        break;
-                    }
-                    cursor = next;
-                }
-            }
+            let mut keys = scan_keys(&mut conn, &nodes, &pattern).await?;
             keys.sort();
             keys.dedup();
             let values = try_join_all(keys.iter().map(|k| {
@@ -988,33 +988,24 @@ impl Store for RedisStore {
 }
 
 impl RedisStore {
-    fn scan_keys_count(&self, cf: Cf) -> Result<u64, StoreError> {
-        let nodes: Vec<Option<(String, u16)>> = if self.cluster {
+    /// Where a scan of `cf` by `prefix` looks (every serving primary, or the one server) and
+    /// its `MATCH` pattern (the key without its closing brace, then `*`).
+    fn scan_plan(&self, cf: Cf, prefix: &[u8]) -> Result<(Vec<NodeAddress>, Vec<u8>), StoreError> {
+        let nodes = if self.cluster {
             self.cluster_nodes()?.into_iter().filter(|n| n.primary && n.serving).map(|n| Some((n.host, n.port))).collect()
         } else {
             vec![None]
         };
-        let mut pattern = redis_key(&self.ns, cf, b"");
+        let mut pattern = redis_key(&self.ns, cf, prefix);
         pattern.pop();
         pattern.push(b'*');
+        Ok((nodes, pattern))
+    }
+
+    fn scan_keys_count(&self, cf: Cf) -> Result<u64, StoreError> {
+        let (nodes, pattern) = self.scan_plan(cf, b"")?;
         let mut conn = self.conn.clone();
-        self.run("count", async move {
-            let mut n = 0u64;
-            for node in &nodes {
-                let mut cursor = "0".to_string();
-                loop {
-                    let mut cmd = redis::cmd("SCAN");
-                    cmd.arg(&cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
-                    let (next, batch): (String, Vec<Vec<u8>>) = conn.on_address(cmd, node).await?;
-                    n += batch.len() as u64;
-                    if next == "0" {
-                        break;
-                    }
-                    cursor = next;
-                }
-            }
-            Ok(n)
-        })
+        self.run("count", async move { Ok(scan_keys(&mut conn, &nodes, &pattern).await?.len() as u64) })
     }
 }
 

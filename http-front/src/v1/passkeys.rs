@@ -10,15 +10,13 @@ use sigil_actors::accounts::{
     EditPasskey, FinishPasskeyLogin, FinishPasskeyRegistration, StartPasskeyLogin, StartPasskeyRegistration,
     StartPasskeySecondFactor,
 };
-use sigil_actors::sessions::{self, OpenAccountSession, RedeemMfaPasskey};
-use sigil_engine::session::{self, Session};
-use sigil_engine::store::{Batch, now_ms};
+use sigil_actors::sessions::{self, RedeemMfaPasskey};
 use sigil_engine::web::{self as rules, WebError};
 use sigil_engine::webauthn::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::authenticate;
 use super::error::V1Error;
-use super::routes::{opened, require_sudo, session_ttl_ms, trust_address};
+use super::routes::{open_session, opened, require_sudo, session_ttl_ms};
 use crate::accounts::AccountsState;
 use crate::json::{self, MAX_JSON_BODY};
 
@@ -129,14 +127,9 @@ async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<
     let msg = FinishPasskeyLogin { challenge_id: body.challenge_id, credential: body.credential, rp: state.passkeys.clone() };
     let account = state.directory.send(msg).await.map_err(directory_error)?.inspect_err(|_| outcome("invalid"))?;
     rules::admit(state.store.as_ref(), &account, state.client_ip(&req)).inspect_err(|_| outcome("disabled"))?;
-    let origin = state.origin(&req);
-    let (token, key, s) = rules::mint(&account, &origin, session_ttl_ms(&state), now_ms())?;
-    let mut writes = Batch::new();
-    session::open_writes(&mut writes, &key, &Session::Account(s))?;
-    sessions::request(&state.registry, OpenAccountSession { writes }).await?;
-    trust_address(&state, &account, &origin.ip).await?;
+    let answer = open_session(&state, &account, &state.origin(&req)).await?;
     outcome("success");
-    Ok(opened(&state, &account, &token))
+    Ok(answer)
 }
 
 #[derive(Deserialize)]

@@ -109,13 +109,20 @@ async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<
         outcome("ip_authorization");
         return Err(ip_authorization(&state, &account, origin).await?.into());
     }
-    let (token, key, s) = rules::mint(&account, &origin, session_ttl_ms(&state), now_ms())?;
+    let answer = open_session(&state, &account, &origin).await?;
+    outcome("success");
+    Ok(answer)
+}
+
+/// Opens a `/v1` session for `account` (a login that needs nothing more), trusts its address,
+/// and answers with the cookie and `{"user_id","token"}`.
+pub(super) async fn open_session(state: &AccountsState, account: &Account, origin: &Origin) -> Result<HttpResponse, V1Error> {
+    let (token, key, s) = rules::mint(account, origin, session_ttl_ms(state), now_ms())?;
     let mut writes = sigil_engine::store::Batch::new();
     session::open_writes(&mut writes, &key, &Session::Account(s))?;
     sessions::request(&state.registry, OpenAccountSession { writes }).await?;
-    trust_address(&state, &account, &origin.ip).await?;
-    outcome("success");
-    Ok(opened(&state, &account, &token))
+    trust_address(state, account, &origin.ip).await?;
+    Ok(opened(state, account, &token))
 }
 
 /// The first successful login of an account (and every approved new one) authorizes its
