@@ -98,6 +98,7 @@ pub struct Config {
     pub passwords: PasswordsConfig,
     pub webauthn: WebauthnConfig,
     pub oauth2: OAuth2Config,
+    pub sso: SsoConfig,
     pub sms: SmsConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
@@ -338,6 +339,42 @@ impl Default for OAuth2Config {
     fn default() -> Self {
         Self { access_ttl: HumanDuration::secs(3600), refresh_ttl: HumanDuration::secs(30 * 86_400), code_ttl: HumanDuration::secs(60) }
     }
+}
+
+/// Logging in through upstream OpenID Connect providers (spec C.2 "SSO").
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SsoConfig {
+    /// `[[sso.providers]]`.
+    pub providers: Vec<SsoProvider>,
+    /// Where `/v1/auth/sso/start` may send the person back after the login (exact URLs).
+    pub allowed_redirect_uris: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoProvider {
+    /// The name clients pass to `/v1/auth/sso/start`.
+    pub name: String,
+    /// The upstream's issuer (its discovery document is `<issuer>/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    /// For a confidential registration at the upstream (sent with HTTP Basic).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default = "default_sso_scopes")]
+    pub scopes: Vec<String>,
+    /// Create an account at the first login of an unknown upstream user.
+    #[serde(default = "default_true")]
+    pub auto_create: bool,
+}
+
+fn default_sso_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].iter().map(|s| s.to_string()).collect()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

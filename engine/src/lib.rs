@@ -22,6 +22,7 @@ pub mod passkeys;
 pub mod secret;
 pub mod session;
 pub mod sign;
+pub mod sso;
 pub mod store;
 pub mod tokens;
 pub mod verify;

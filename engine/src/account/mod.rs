@@ -77,6 +77,9 @@ pub struct Account {
     /// The account's WebAuthn user handle (a UUID), set by its first passkey.
     #[serde(default)]
     pub webauthn_id: Option<String>,
+    /// Upstream identities (SSO) of this account: `issuer 0x00 subject`.
+    #[serde(default)]
+    pub sso: Vec<String>,
 }
 
 /// Authorized login addresses kept per account; the oldest is forgotten beyond it.
@@ -335,6 +338,7 @@ pub fn create(store: &dyn Store, f: &Fields, password_phc: String, now: Millis) 
         authorized_ips: Vec::new(),
         passkeys: Vec::new(),
         webauthn_id: None,
+        sso: Vec::new(),
     };
     apply(store, &mut account, f)?;
     let mut names = vec![(Cf::AccountNames, username_key(&account.username))];
@@ -491,6 +495,9 @@ pub fn delete(store: &dyn Store, guid: &str) -> Result<Account, AccountError> {
                 }
                 if let Some(user) = &a.webauthn_id {
                     then.delete(Cf::AccountNames, format!("w:{user}").into_bytes());
+                }
+                for link in &a.sso {
+                    then.delete(Cf::AccountNames, [b"o:".as_slice(), link.as_bytes()].concat());
                 }
                 deleted = Some(a);
                 Change::Delete { then }

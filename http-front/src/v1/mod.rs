@@ -7,6 +7,7 @@
 pub mod error;
 pub mod passkeys;
 pub mod routes;
+pub mod sso;
 
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite};

@@ -47,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/users/@me/mfa/totp/disable", web::post().to(totp_disable))
             .route("/users/@me", web::get().to(me))
             .configure(super::passkeys::configure)
+            .configure(super::sso::configure)
             .configure(crate::oauth2::configure_v1)
             .route("/internal/sessions/validate", web::post().to(validate))
             .default_service(web::to(unknown)),
