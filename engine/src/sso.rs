@@ -128,6 +128,22 @@ pub fn validate_id_token(
     Ok(identity)
 }
 
+/// Adds the upstream's userinfo claims to `identity` — only if they are about the same subject
+/// (OpenID Connect Core §5.3.2), and without replacing what the `id_token` said.
+pub fn merge_userinfo(identity: &mut Identity, claims: &serde_json::Value) {
+    if claims.get("sub").and_then(serde_json::Value::as_str) != Some(identity.sub.as_str()) {
+        return;
+    }
+    let text = |k: &str| claims.get(k).and_then(serde_json::Value::as_str).map(str::to_string);
+    if identity.email.is_none() {
+        identity.email = text("email");
+        identity.email_verified = claims.get("email_verified").and_then(serde_json::Value::as_bool);
+    }
+    if identity.preferred_username.is_none() {
+        identity.preferred_username = text("preferred_username");
+    }
+}
+
 /// The account of upstream identity (issuer, subject): linked before, or — with `auto_create`
 /// — a new account (username from the upstream's `preferred_username` or email, made unique;
 /// no password: it logs in through SSO or a passkey). `None` when unknown and not created.
@@ -180,6 +196,15 @@ fn username_from(identity: &Identity) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn userinfo_fills_claims_of_the_same_subject_only() {
+        let mut id = Identity { iss: "i".into(), sub: "s1".into(), nonce: None, email: None, email_verified: None, preferred_username: None };
+        merge_userinfo(&mut id, &serde_json::json!({"sub": "other", "email": "x@example.com"}));
+        assert_eq!(id.email, None);
+        merge_userinfo(&mut id, &serde_json::json!({"sub": "s1", "email": "a@example.com", "email_verified": true, "preferred_username": "a"}));
+        assert_eq!((id.email.as_deref(), id.email_verified, id.preferred_username.as_deref()), (Some("a@example.com"), Some(true), Some("a")));
+    }
 
     #[test]
     fn usernames_from_upstream_claims_are_cleaned() {

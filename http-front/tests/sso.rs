@@ -134,3 +134,82 @@ async fn a_downstream_sigil_logs_people_in_through_an_upstream_provider() {
     let metrics = http().get(down.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("sigil_account_logins_total{dialect=\"v1\",method=\"sso\",outcome=\"success\"} 2"), "sso logins counted");
 }
+
+/// SSO against an independent OpenID provider: panva's `oidc-provider` (Node, pinned in
+/// tests/js/package-lock.json), started and stopped by this test, with its development login
+/// and consent pages filled in as a browser would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_through_an_independent_openid_provider() {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(js.join("node_modules/oidc-provider").is_dir(), "run `npm ci` in {} (ops/test.sh does)", js.display());
+    let (idp_port, down_port) = (free_port(), free_port());
+    let callback = format!("http://127.0.0.1:{down_port}/v1/auth/sso/callback");
+    let mut idp = tokio::process::Command::new("node")
+        .current_dir(&js)
+        .args(["upstream-idp.mjs", &idp_port.to_string(), "sigil-client", "sigil-client-secret-0123456789", &callback])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let mut out = tokio::io::BufReader::new(idp.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(20), tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line)).await.unwrap().unwrap();
+    assert_eq!(line.trim(), "ready");
+
+    let providers = format!(
+        "[{{ name = \"idp\", issuer = \"http://127.0.0.1:{idp_port}\", client_id = \"sigil-client\", client_secret = \"sigil-client-secret-0123456789\" }}]"
+    );
+    let allowed = format!("[\"{DONE}\"]");
+    let down_dir = tempfile::tempdir().unwrap();
+    let down = serve(down_dir.path(), down_port, &[("SIGIL_SSO__PROVIDERS", &providers), ("SIGIL_SSO__ALLOWED_REDIRECT_URIS", &allowed)]);
+    let (status, _, started) = send(http().post(down.url("/v1/auth/sso/start")).json(&json!({"provider": "idp", "redirect_uri": DONE}))).await;
+    assert_eq!(status, 200, "{started}");
+
+    // The browser at the provider: follow redirects, fill the login form, confirm the consent,
+    // until the provider sends it back to sigil's callback.
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    let idp_base = format!("http://127.0.0.1:{idp_port}");
+    let resolve = |target: &str| if target.starts_with('/') { format!("{idp_base}{target}") } else { target.to_string() };
+    let mut url = started["authorization_url"].as_str().unwrap().to_string();
+    let mut back = None;
+    for _ in 0..20 {
+        let res = browser.get(&url).send().await.unwrap();
+        if res.status().is_redirection() {
+            let next = res.headers().get("location").unwrap().to_str().unwrap().to_string();
+            if next.starts_with(&callback) {
+                back = Some(next);
+                break;
+            }
+            url = resolve(&next);
+            continue;
+        }
+        let page = res.text().await.unwrap();
+        let action = page.split("action=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_else(|| panic!("no form in {page}"));
+        // The form's hidden fields (e.g. prompt=login / prompt=consent), and the login's own.
+        let mut form: Vec<(String, String)> = page
+            .split("<input type=\"hidden\"")
+            .skip(1)
+            .filter_map(|tag| {
+                let attr = |a: &str| tag.split(&format!("{a}=\"")).nth(1).and_then(|r| r.split('"').next()).map(str::to_string);
+                Some((attr("name")?, attr("value").unwrap_or_default()))
+            })
+            .collect();
+        if page.contains("name=\"login\"") {
+            form.extend([("login".to_string(), "ingrid".to_string()), ("password".to_string(), "anything".to_string())]);
+        }
+        let res = browser.post(resolve(action)).form(&form).send().await.unwrap();
+        assert!(res.status().is_redirection(), "the provider answered the form with {}", res.status());
+        url = resolve(res.headers().get("location").unwrap().to_str().unwrap());
+    }
+    let back = back.expect("the provider sent the browser back to sigil");
+    let (status, headers, body) = send(http().get(&back)).await;
+    assert_eq!(status, 302, "{body}");
+    assert_eq!(location(&headers), DONE);
+    let cookie = headers.get("set-cookie").unwrap().to_str().unwrap().to_string();
+    let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+    let (status, _, me) = send(http().get(down.url("/v1/users/@me")).bearer_auth(&token)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!((me["username"].as_str(), me["email"].as_str()), (Some("ingrid"), Some("ingrid@idp.example")));
+    let _ = idp.kill().await;
+}

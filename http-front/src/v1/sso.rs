@@ -121,11 +121,20 @@ async fn callback(req: HttpRequest, state: State) -> Result<HttpResponse, V1Erro
     };
     let jwks: jsonwebtoken::jwk::JwkSet =
         http()?.get(endpoint(&doc, "jwks_uri")?).send().await.map_err(|e| upstream_error("jwks", e))?.json().await.map_err(|e| upstream_error("jwks", e))?;
-    let identity = sso::validate_id_token(id_token, &jwks, &p.issuer, &p.client_id, &pending.nonce).map_err(|why| {
+    let mut identity = sso::validate_id_token(id_token, &jwks, &p.issuer, &p.client_id, &pending.nonce).map_err(|why| {
         outcome("invalid");
         tracing::warn!(error = %why, "sso: id_token refused");
         WebError::Unauthorized
     })?;
+    // Many providers put the scope claims (email, preferred_username) in userinfo only
+    // (OpenID Connect Core §5.4): ask for them there, for the same subject.
+    if identity.email.is_none() || identity.preferred_username.is_none() {
+        let userinfo = doc.get("userinfo_endpoint").and_then(Value::as_str);
+        if let (Some(url), Some(access)) = (userinfo, tokens.get("access_token").and_then(Value::as_str)) {
+            let claims: Value = http()?.get(url).bearer_auth(access).send().await.map_err(|e| upstream_error("userinfo", e))?.json().await.map_err(|e| upstream_error("userinfo", e))?;
+            sso::merge_userinfo(&mut identity, &claims);
+        }
+    }
     let account = sso::account_for(state.store.as_ref(), p, &identity, now_ms())?.ok_or_else(|| {
         outcome("unknown");
         WebError::Unauthorized
