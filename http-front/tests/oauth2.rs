@@ -7,33 +7,21 @@
 
 mod common;
 
-use std::time::Duration;
+use common::{free_port, no_redirects as http, send};
 
 use openidconnect::core::{CoreClient, CoreProviderMetadata, CoreResponseType, CoreUserInfoClaims};
 use openidconnect::{
     AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
     PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SECRET: &str = "oauth-test-internal-secret-0123456789";
 const FAST_HASH: &str = "{ memory_kib = 7168, iterations = 5, parallelism = 1 }";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(20)).build().unwrap()
-}
 
-async fn send(req: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
-    let res = req.send().await.unwrap();
-    let (status, headers) = (res.status().as_u16(), res.headers().clone());
-    let text = res.text().await.unwrap();
-    (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 fn location_query(headers: &reqwest::header::HeaderMap) -> std::collections::HashMap<String, String> {
     let loc = headers.get("location").expect("a redirect").to_str().unwrap();

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::free_port;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -15,9 +17,6 @@ use serde_json::{Value, json};
 const SECRET: &str = "passkey-test-internal-secret-0123456789";
 const FAST_HASH: &str = "{ memory_kib = 7168, iterations = 5, parallelism = 1 }";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 async fn node_script(args: &[&str]) -> String {
     let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");

@@ -314,7 +314,7 @@ impl RedisStore {
         } else {
             let mut conn = self.conn.clone();
             let info: String =
-                self.run("info", async move { conn.query(redis::cmd("INFO").arg("replication")).await })?;
+                self.run(async move { conn.query(redis::cmd("INFO").arg("replication")).await })?;
             Ok(info
                 .lines()
                 .find_map(|l| l.strip_prefix("connected_slaves:"))
@@ -325,17 +325,13 @@ impl RedisStore {
 
     fn cluster_nodes(&self) -> Result<Vec<Node>, StoreError> {
         let mut conn = self.conn.clone();
-        let text: String = self.run("nodes", async move { conn.query(&redis::cmd("CLUSTER").arg("NODES").to_owned()).await })?;
+        let text: String = self.run(async move { conn.query(&redis::cmd("CLUSTER").arg("NODES").to_owned()).await })?;
         Ok(text.lines().filter_map(Node::parse).collect())
     }
 
     /// Runs `fut` with the deadline of one operation (its commands and WAITs).
-    /// (`_op` names the operation in traces of a debugger; metrics come from `Observed`.)
-    fn run<T: Send + 'static>(
-        &self,
-        _op: &'static str,
-        fut: impl Future<Output = Result<T, StoreError>> + Send + 'static,
-    ) -> Result<T, StoreError> {
+    /// (Metrics per operation come from `Observed`.)
+    fn run<T: Send + 'static>(&self, fut: impl Future<Output = Result<T, StoreError>> + Send + 'static) -> Result<T, StoreError> {
         block(&self.handle, self.timeout * 4, fut)
     }
 
@@ -684,7 +680,7 @@ impl Store for RedisStore {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let p = place(&self.ns, cf, key);
         let mut conn = self.conn.clone();
-        self.run("get", async move {
+        self.run(async move {
             match p.member {
                 Some(m) => {
                     let score: Option<f64> = conn.query(redis::cmd("ZSCORE").arg(&p.key).arg(&m)).await?;
@@ -722,7 +718,7 @@ impl Store for RedisStore {
         }
         let plan = Plan::new(&self.ns, None, batch.ops(), now_ms());
         let exec = self.executor(batch.is_relaxed());
-        self.run("write", async move { exec.run(&plan).await.map(|_| ()) })
+        self.run(async move { exec.run(&plan).await.map(|_| ()) })
     }
 
     fn take_each(&self, cf: Cf, items: Vec<(Vec<u8>, Batch)>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
@@ -742,7 +738,7 @@ impl Store for RedisStore {
             })
             .collect();
         let exec = self.executor(relaxed);
-        self.run("take", async move {
+        self.run(async move {
             try_join_all(plans.iter().map(|plan| async {
                 match plan {
                     None => Ok(None),
@@ -773,7 +769,7 @@ impl Store for RedisStore {
                 break;
             }
             let (mut conn, read, rkey) = (self.conn.clone(), self.read.clone(), p.key.clone());
-            let current: Option<Current> = self.run("update", async move {
+            let current: Option<Current> = self.run(async move {
                 let reply = conn.invoke(&read, &[rkey], &[]).await?;
                 let Value::Array(reply) = reply else {
                     return Err(StoreError::Backend("redis: unexpected read reply".into()));
@@ -807,7 +803,7 @@ impl Store for RedisStore {
                 }
             };
             let exec = self.executor(relaxed);
-            match self.run("update", async move { exec.run(&plan).await })? {
+            match self.run(async move { exec.run(&plan).await })? {
                 Outcome::Done(_) => return Ok(change),
                 Outcome::Conflict | Outcome::Refused => continue,
             }
@@ -843,7 +839,7 @@ impl Store for RedisStore {
             batch.ops().iter().enumerate().filter(|(i, _)| !claimed_ops.contains(&Some(*i))).map(|(_, op)| op.clone()).collect();
         let plan = Plan::new(&self.ns, None, &rest, now);
         let exec = self.executor(batch.is_relaxed());
-        self.run("insert_new", async move {
+        self.run(async move {
             let mut done: Vec<(u16, Option<Claim>)> = Vec::new();
             for (step, release) in claims {
                 match exec.step(&step).await {
@@ -875,7 +871,7 @@ impl Store for RedisStore {
             };
             let (owner, rest) = (owner.to_vec(), rest.to_vec());
             let container = redis_key(&self.ns, cf, &owner);
-            return self.run("scan", async move {
+            return self.run(async move {
                 let members: Vec<Vec<u8>> = conn
                     .query(redis::cmd("ZRANGE").arg(&container).arg(format!("({}", now_ms())).arg("+inf").arg("BYSCORE"))
                     .await?;
@@ -891,7 +887,7 @@ impl Store for RedisStore {
         }
         let (nodes, pattern) = self.scan_plan(cf, prefix)?;
         let ns = self.ns.clone();
-        self.run("scan", async move {
+        self.run(async move {
             let mut keys = scan_keys(&mut conn, &nodes, &pattern).await?;
             keys.sort();
             keys.dedup();
@@ -944,7 +940,7 @@ impl Store for RedisStore {
         }
         let mut conn = self.conn.clone();
         let (n, ms) = (self.wait_replicas, self.wait_ms());
-        self.run("persist", async move {
+        self.run(async move {
             let mut cmd = redis::cmd("WAIT");
             cmd.arg(n).arg(ms);
             let acked: u64 = match &mut conn {
@@ -968,7 +964,7 @@ impl Store for RedisStore {
     /// Every primary answers (a cluster with a slot whose primary is down is not ready).
     fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        self.run("ping", async move {
+        self.run(async move {
             let cmd = redis::cmd("PING");
             match &mut conn {
                 Conn::Cluster(c) => {
@@ -1005,7 +1001,7 @@ impl RedisStore {
     fn scan_keys_count(&self, cf: Cf) -> Result<u64, StoreError> {
         let (nodes, pattern) = self.scan_plan(cf, b"")?;
         let mut conn = self.conn.clone();
-        self.run("count", async move { Ok(scan_keys(&mut conn, &nodes, &pattern).await?.len() as u64) })
+        self.run(async move { Ok(scan_keys(&mut conn, &nodes, &pattern).await?.len() as u64) })
     }
 }
 

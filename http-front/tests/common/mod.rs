@@ -73,3 +73,21 @@ pub fn serve(data_dir: &std::path::Path, extra_env: &[(&str, &str)]) -> Served {
     let _ = child.kill();
     panic!("sigil did not announce its address; it said:\n{}", seen.join("\n"));
 }
+
+/// A free loopback port now (for a server that must know its own URL before it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An HTTP client that does not follow redirects (the OAuth2/SSO tests read each one).
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(20)).build().unwrap()
+}
+
+/// Status, headers and JSON body (`null` when the body is not JSON) of a request.
+pub async fn send(req: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let res = req.send().await.unwrap();
+    let (status, headers) = (res.status().as_u16(), res.headers().clone());
+    let text = res.text().await.unwrap();
+    (status, headers, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
