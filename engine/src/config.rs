@@ -99,6 +99,7 @@ pub struct Config {
     pub webauthn: WebauthnConfig,
     pub oauth2: OAuth2Config,
     pub sso: SsoConfig,
+    pub ui: UiConfig,
     pub sms: SmsConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
@@ -341,6 +342,50 @@ impl Default for OAuth2Config {
     }
 }
 
+/// sigil's own login pages (`/login`, `/login/wallet`, `/account`, consent, handoff, new-location
+/// approval): whether they are served, and the operator's branding.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Serve the pages at all (the APIs work either way).
+    pub enabled: bool,
+    /// The product name in titles and headings.
+    pub product_name: String,
+    /// An SVG or PNG file shown as the logo (read once at start; served from sigil's own
+    /// origin, so the pages load nothing from elsewhere). None = sigil's mark.
+    pub logo: Option<PathBuf>,
+    /// Colours as `#rgb` or `#rrggbb`: buttons and links, the page, the text.
+    pub primary_color: String,
+    pub background_color: String,
+    pub text_color: String,
+    /// Offer "sign in with a wallet" on `/login`.
+    pub wallet_login: bool,
+    /// A wallet that logs in through the pages for the first time gets an account of its own
+    /// (username = its address); when off, only wallets linked before may log in.
+    pub wallet_auto_create: bool,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            product_name: "sigil".into(),
+            logo: None,
+            primary_color: "#2f55d4".into(),
+            background_color: "#f5f6f8".into(),
+            text_color: "#1b1e24".into(),
+            wallet_login: true,
+            wallet_auto_create: true,
+        }
+    }
+}
+
+/// Whether `s` is a CSS hex colour (`#rgb` or `#rrggbb`) — the only form the theme takes, so
+/// nothing from the config can break out of the stylesheet.
+pub fn is_hex_color(s: &str) -> bool {
+    s.strip_prefix('#').is_some_and(|h| matches!(h.len(), 3 | 6) && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Logging in through upstream OpenID Connect providers (spec C.2 "SSO").
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -531,6 +576,14 @@ impl Config {
         }
         if self.tokens.expiry.is_zero() || self.tokens.expiry_renew.is_zero() {
             return Err("tokens.expiry and tokens.expiry_renew must be longer than 0s".into());
+        }
+        for (key, colour) in [("primary_color", &self.ui.primary_color), ("background_color", &self.ui.background_color), ("text_color", &self.ui.text_color)] {
+            if !is_hex_color(colour) {
+                return Err(format!("ui.{key} must be a colour like \"#2f55d4\" or \"#25d\""));
+            }
+        }
+        if self.ui.product_name.trim().is_empty() || self.ui.product_name.len() > 64 {
+            return Err("ui.product_name must be 1 to 64 bytes".into());
         }
         for proxy in &self.server.trusted_proxies {
             parse_cidr(proxy).map_err(|e| format!("server.trusted_proxies: {e}"))?;

@@ -144,10 +144,26 @@ pub fn merge_userinfo(identity: &mut Identity, claims: &serde_json::Value) {
     }
 }
 
+/// The issuer under which wallet logins through sigil's pages are linked to accounts: a wallet
+/// is one more upstream identity, its address the subject (signed by the wallet itself).
+pub const WALLET_ISSUER: &str = "urn:sigil:wallet";
+
+/// The identity of a wallet that proved its address by signing a login phrase.
+pub fn wallet_identity(address: &str) -> Identity {
+    Identity {
+        iss: WALLET_ISSUER.into(),
+        sub: address.into(),
+        nonce: None,
+        email: None,
+        email_verified: None,
+        preferred_username: Some(address.into()),
+    }
+}
+
 /// The account of upstream identity (issuer, subject): linked before, or — with `auto_create`
 /// — a new account (username from the upstream's `preferred_username` or email, made unique;
 /// no password: it logs in through SSO or a passkey). `None` when unknown and not created.
-pub fn account_for(store: &dyn Store, provider: &SsoProvider, identity: &Identity, now: Millis) -> Result<Option<Account>, WebError> {
+pub fn account_for(store: &dyn Store, auto_create: bool, identity: &Identity, now: Millis) -> Result<Option<Account>, WebError> {
     let link = link_key(&identity.iss, &identity.sub);
     let marker = format!("{}\u{0}{}", identity.iss, identity.sub);
     if let Some(guid) = store.get(Cf::AccountNames, &link)? {
@@ -156,7 +172,7 @@ pub fn account_for(store: &dyn Store, provider: &SsoProvider, identity: &Identit
             return Ok(Some(a));
         }
     }
-    if !provider.auto_create {
+    if !auto_create {
         return Ok(None);
     }
     let base = username_from(identity);
@@ -189,7 +205,8 @@ fn username_from(identity: &Identity) -> String {
         .clone()
         .or_else(|| identity.email.as_ref().and_then(|e| e.split('@').next().map(str::to_string)))
         .unwrap_or_else(|| "sso-user".into());
-    let clean: String = raw.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).take(32).collect();
+    // 48 keeps a 42-character Ethereum address whole, with room for a "-xxxxxx" suffix (64 max).
+    let clean: String = raw.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).take(48).collect();
     if clean.len() < 3 { format!("sso-{clean}") } else { clean }
 }
 

@@ -17,6 +17,7 @@ pub mod oauth2;
 pub mod routes;
 pub mod server;
 pub mod tokens;
+pub mod ui;
 pub mod v1;
 
 pub use error::FrontError;

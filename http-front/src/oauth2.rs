@@ -18,6 +18,7 @@ use sigil_engine::session;
 use sigil_engine::store::{Batch, now_ms};
 
 use crate::accounts::AccountsState;
+use crate::ui::Ui;
 use crate::v1::authenticate;
 use crate::v1::error::V1Error;
 
@@ -211,20 +212,78 @@ async fn grant_code(state: &AccountsState, account: &str, request: AuthorizeRequ
     }
 }
 
+/// Whether this authorization request is a browser that gets sigil's pages (`Accept:
+/// text/html` and `ui.enabled`) rather than the JSON consent request.
+fn as_page(state: &AccountsState, req: &HttpRequest) -> bool {
+    state.config.ui.enabled && crate::ui::wants_html(req)
+}
+
+/// A request that cannot go back to its client, as a page.
+fn bad_request_page(ui: &Ui, why: &str) -> HttpResponse {
+    let text = format!("The application sent a sign-in request that cannot be accepted ({why}). Go back to the application and try again.");
+    crate::ui::message(ui, StatusCode::BAD_REQUEST, "This sign-in link is not valid", &text, None)
+}
+
+#[derive(askama::Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    product: &'a str,
+    client_name: &'a str,
+    username: &'a str,
+    scopes: Vec<&'static str>,
+    redirect_host: &'a str,
+    action: &'a str,
+    consent_token: &'a str,
+}
+
+/// What a scope lets the client do, in words.
+fn scope_words(scope: &str) -> &'static str {
+    match scope {
+        "openid" => "Confirm who you are",
+        "identify" => "Know your username",
+        "email" => "See your email address",
+        "profile" => "See your name and profile",
+        "offline_access" => "Keep access while you are away (until you sign out of it)",
+        _ => "Use your account in another way it asked for",
+    }
+}
+
 /// `GET /v1/oauth2/authorize?…` with a session (cookie or Bearer): a client consented before
 /// for these scopes gets its code at once (302); otherwise the consent request
-/// `{"client", "scopes", "consent_token"}`.
-async fn authorize(req: HttpRequest, state: State) -> Result<HttpResponse, V1Error> {
+/// `{"client", "scopes", "consent_token"}` — or, for a browser, the consent page (and without
+/// a session, the login page that comes back here).
+async fn authorize(req: HttpRequest, state: State, ui: web::Data<Ui>) -> Result<HttpResponse, V1Error> {
+    let page = as_page(&state, &req);
     let (request, client, scopes) = match checked_request(&req, &state) {
         Ok(checked) => checked,
+        Err(AuthorizeError::NoRedirect(why)) if page => return Ok(bad_request_page(&ui, &why)),
         Err(e) => return Ok(authorize_error(e)),
     };
-    let caller = authenticate(&state, &req).await?;
+    let caller = match authenticate(&state, &req).await {
+        Ok(caller) => caller,
+        Err(V1Error::Web(sigil_engine::web::WebError::Unauthorized)) if page => return Ok(crate::ui::to_login(&crate::ui::here(&req))),
+        Err(e) => return Err(e),
+    };
     let guid = caller.account.guid.clone();
     if rules::has_consent(state.store.as_ref(), &guid, &client.client_id, &scopes)? {
         return Ok(grant_code(&state, &guid, request, scopes, caller.session.created_at).await);
     }
     let consent_token = rules::ask_consent(state.store.as_ref(), &guid, &request, now_ms()).map_err(|e| sigil_engine::web::WebError::Unavailable(e.to_string()))?;
+    if page {
+        // The form posts here and is redirected to the client: the policy must allow that.
+        let client_origin = crate::ui::headers::origin_of(&request.redirect_uri);
+        let action = crate::ui::here(&req);
+        let consent = ConsentPage {
+            product: &ui.product,
+            client_name: &client.name,
+            username: &caller.account.username,
+            scopes: scopes.iter().map(|s| scope_words(s)).collect(),
+            redirect_host: client_origin.as_deref().unwrap_or(&request.redirect_uri),
+            action: &action,
+            consent_token: &consent_token,
+        };
+        return Ok(crate::ui::render(StatusCode::OK, &consent, client_origin.as_deref()));
+    }
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
         "client": {"client_id": client.client_id, "name": client.name},
         "scopes": scopes,
@@ -241,16 +300,25 @@ struct ConsentAnswer {
 
 /// `POST /v1/oauth2/authorize?…` (form: `consent_token`, `approve=true`) with the session that
 /// saw the consent request: 302 to the client with a code, or with `error=access_denied`.
-async fn authorize_answer(req: HttpRequest, form: web::Form<ConsentAnswer>, state: State) -> Result<HttpResponse, V1Error> {
+async fn authorize_answer(req: HttpRequest, form: web::Form<ConsentAnswer>, state: State, ui: web::Data<Ui>) -> Result<HttpResponse, V1Error> {
+    let page = as_page(&state, &req);
     let (request, client, scopes) = match checked_request(&req, &state) {
         Ok(checked) => checked,
+        Err(AuthorizeError::NoRedirect(why)) if page => return Ok(bad_request_page(&ui, &why)),
         Err(e) => return Ok(authorize_error(e)),
     };
-    let caller = authenticate(&state, &req).await?;
+    let caller = match authenticate(&state, &req).await {
+        Ok(caller) => caller,
+        Err(e) if page => return Ok(crate::ui::error_page(&ui, &e)),
+        Err(e) => return Err(e),
+    };
     let guid = caller.account.guid.clone();
     let valid = rules::answer_consent(state.store.as_ref(), &form.consent_token, &guid, &request)
         .map_err(|e| sigil_engine::web::WebError::Unavailable(e.to_string()))?;
     if !valid {
+        if page {
+            return Ok(bad_request_page(&ui, "this consent was already answered or has expired"));
+        }
         return Ok(HttpResponse::BadRequest().json(json!({"error": "invalid_request", "error_description": "unknown, used or foreign consent_token"})));
     }
     if form.approve.as_deref() != Some("true") {

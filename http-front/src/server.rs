@@ -185,6 +185,14 @@ impl Sigil {
                 return Err(e);
             }
         };
+        let ui = match crate::ui::Ui::new(&config) {
+            Ok(ui) => web::Data::new(ui),
+            Err(e) => {
+                let _ = backend.close();
+                return Err(FrontError::Startup(e));
+            }
+        };
+        let ui_enabled = config.ui.enabled;
         // On Redis a store call that is not async holds its worker for a network round trip,
         // so more workers keep more requests in flight: 4 per core measured best (16.1k
         // authenticated req/s against 8.6k with one per core; docs/benchmarks.md).
@@ -205,6 +213,7 @@ impl Sigil {
                 .app_data(metrics_data.clone())
                 .app_data(flux_data.clone())
                 .app_data(accounts_data.clone())
+                .app_data(ui.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .wrap(from_fn(metrics::track))
                 .configure(routes::health::configure)
@@ -215,6 +224,11 @@ impl Sigil {
                 .configure(crate::oauth2::configure_root)
                 .configure(v1::routes::configure)
                 .configure(admin::configure)
+                .configure(|cfg| {
+                    if ui_enabled {
+                        crate::ui::configure(cfg);
+                    }
+                })
                 .default_service(web::to(routes::not_found))
         })
         .shutdown_timeout(config.server.shutdown_timeout.0.as_secs().max(1))

@@ -45,7 +45,7 @@ fn presented(state: &AccountsState, req: &HttpRequest) -> Option<(String, Via)> 
 
 /// Whether a cookie-authenticated state change comes from one of our origins (C.4): its
 /// `Origin` is `accounts.public_url` or one of `accounts.allowed_origins`.
-fn origin_allowed(state: &AccountsState, req: &HttpRequest) -> bool {
+pub(crate) fn origin_allowed(state: &AccountsState, req: &HttpRequest) -> bool {
     let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };

@@ -58,7 +58,7 @@ async fn unknown() -> Result<HttpResponse, V1Error> {
     Err(V1Error::NotFound)
 }
 
-pub(super) fn session_ttl_ms(state: &AccountsState) -> u64 {
+pub(crate) fn session_ttl_ms(state: &AccountsState) -> u64 {
     state.config.accounts.session_ttl.as_millis()
 }
 
@@ -74,56 +74,81 @@ struct LoginBody {
     password: String,
 }
 
-/// `POST /v1/auth/login {"login","password"}`: a session (cookie + token) for an account
-/// without a second factor, an MFA ticket for one with.
-async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
-    let body: LoginBody = json::read(&req, payload, MAX_JSON_BODY).await?;
+/// Where a correct password leads.
+pub(crate) enum PasswordStep {
+    /// A new session: the account has no second factor and the location is known.
+    Session(Box<Account>, BearerToken),
+    /// The account's second factor, through this MFA ticket.
+    SecondFactor { ticket: String, methods: Vec<&'static str> },
+}
+
+/// A password login, for the JSON API and the login page alike: the rate limits, the password
+/// check on its pool, the account's group rules, then a session, an MFA ticket, or (a new
+/// location) `IP_AUTHORIZATION_REQUIRED` with the approval code sent out.
+pub(crate) async fn password_login(state: &State, req: &HttpRequest, login: &str, password: String) -> Result<PasswordStep, V1Error> {
     let outcome = |o: &str| state.metrics.logins.with_label_values(&["v1", "password", o]).inc();
     let mut invalid = Vec::new();
-    if body.login.is_empty() || body.login.len() > 256 {
+    if login.is_empty() || login.len() > 256 {
         invalid.push(("login".to_string(), "must be 1 to 256 bytes".to_string()));
     }
-    if body.password.len() > MAX_PASSWORD_BYTES {
+    if password.len() > MAX_PASSWORD_BYTES {
         invalid.push(("password".to_string(), format!("must be at most {MAX_PASSWORD_BYTES} bytes")));
     }
     if !invalid.is_empty() {
         return Err(WebError::InvalidForm(invalid).into());
     }
-    let origin = state.origin(&req);
-    let account = check_password(&state, "v1", &origin.ip, &body.login, body.password).await.map_err(|r| match r {
+    let origin = state.origin(req);
+    let account = check_password(state, "v1", &origin.ip, login, password).await.map_err(|r| match r {
         PasswordRefusal::RateLimited(wait) => WebError::RateLimited(wait),
         PasswordRefusal::Invalid => WebError::InvalidCredentials,
         PasswordRefusal::Unavailable(why) => WebError::Unavailable(why),
     })?;
-    rules::admit(state.store.as_ref(), &account, state.client_ip(&req)).inspect_err(|_| outcome("disabled"))?;
+    rules::admit(state.store.as_ref(), &account, state.client_ip(req)).inspect_err(|_| outcome("disabled"))?;
 
     if account.has_second_factor() {
         let ttl_ms = state.config.accounts.mfa_ticket_ttl.as_millis();
         let ticket = sessions::request(&state.registry, IssueMfaTicket { account: account.clone(), origin, ttl_ms }).await?;
         outcome("second_factor");
-        let methods = rules::mfa_methods(&account);
-        let sms = methods.contains(&"sms");
-        let webauthn = methods.contains(&"webauthn");
-        return Ok(HttpResponse::Ok().json(json!({"mfa": true, "ticket": ticket, "methods": methods, "sms": sms, "webauthn": webauthn})));
+        return Ok(PasswordStep::SecondFactor { ticket, methods: rules::mfa_methods(&account) });
     }
     if rules::needs_ip_authorization(state.config.accounts.ip_authorization, &account, &origin.ip) {
         outcome("ip_authorization");
-        return Err(ip_authorization(&state, &account, origin).await?.into());
+        return Err(ip_authorization(state, &account, origin).await?.into());
     }
-    let answer = open_session(&state, &account, &origin).await?;
+    let token = open(state, &account, &origin).await?;
     outcome("success");
-    Ok(answer)
+    Ok(PasswordStep::Session(Box::new(account), token))
+}
+
+/// `POST /v1/auth/login {"login","password"}`: a session (cookie + token) for an account
+/// without a second factor, an MFA ticket for one with.
+async fn login(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
+    let body: LoginBody = json::read(&req, payload, MAX_JSON_BODY).await?;
+    match password_login(&state, &req, &body.login, body.password).await? {
+        PasswordStep::Session(account, token) => Ok(opened(&state, &account, &token)),
+        PasswordStep::SecondFactor { ticket, methods } => {
+            let sms = methods.contains(&"sms");
+            let webauthn = methods.contains(&"webauthn");
+            Ok(HttpResponse::Ok().json(json!({"mfa": true, "ticket": ticket, "methods": methods, "sms": sms, "webauthn": webauthn})))
+        }
+    }
 }
 
 /// Opens a `/v1` session for `account` (a login that needs nothing more), trusts its address,
 /// and answers with the cookie and `{"user_id","token"}`.
 pub(super) async fn open_session(state: &AccountsState, account: &Account, origin: &Origin) -> Result<HttpResponse, V1Error> {
+    let token = open(state, account, origin).await?;
+    Ok(opened(state, account, &token))
+}
+
+/// Opens a `/v1` session for `account` and trusts its address; the new session's token.
+pub(crate) async fn open(state: &AccountsState, account: &Account, origin: &Origin) -> Result<BearerToken, V1Error> {
     let (token, key, s) = rules::mint(account, origin, session_ttl_ms(state), now_ms())?;
     let mut writes = sigil_engine::store::Batch::new();
     session::open_writes(&mut writes, &key, &Session::Account(s))?;
     sessions::request(&state.registry, OpenAccountSession { writes }).await?;
     trust_address(state, account, &origin.ip).await?;
-    Ok(opened(state, account, &token))
+    Ok(token)
 }
 
 /// The first successful login of an account (and every approved new one) authorizes its
@@ -149,7 +174,8 @@ async fn ip_authorization(state: &AccountsState, account: &Account, origin: Orig
         (None, None) => return Err(WebError::Unavailable("no address to send the approval code to".into()).into()),
     };
     let public = &state.config.accounts.public_url;
-    let body = format!("A sign-in to {public} from {ip} waits for your approval. Code: {code} (valid 15 minutes)");
+    let link = format!("{}/authorize-ip?code={code}", public.trim_end_matches('/'));
+    let body = format!("A sign-in to {public} from {ip} waits for your approval. Code: {code} (valid 15 minutes). Approve it here: {link}");
     state.sender.send(Message { to, channel, purpose: "ip-authorization".into(), body, code, at: now_ms() });
     Ok(WebError::IpAuthorizationRequired { ticket })
 }
@@ -166,12 +192,18 @@ struct CodeBody {
 /// waiting client's poll or websocket then gets its session.
 async fn authorize_ip(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
     let body: CodeBody = json::read(&req, payload, MAX_JSON_BODY).await?;
-    state.hit_per_ip("mfa_per_ip", "mfa-ip", &req, state.config.limits.mfa_per_ip).map_err(WebError::RateLimited)?;
-    if body.code.len() > 128 {
+    approve_ip(&state, &req, body.code).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Approves a new login location by its single-use code (rate-limited per IP).
+pub(crate) async fn approve_ip(state: &AccountsState, req: &HttpRequest, code: String) -> Result<(), V1Error> {
+    state.hit_per_ip("mfa_per_ip", "mfa-ip", req, state.config.limits.mfa_per_ip).map_err(WebError::RateLimited)?;
+    if code.len() > 128 {
         return Err(WebError::InvalidCode.into());
     }
-    sessions::request(&state.registry, ApproveIp { code: body.code }).await?;
-    Ok(HttpResponse::NoContent().finish())
+    sessions::request(&state.registry, ApproveIp { code }).await?;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -187,7 +219,7 @@ fn ticket_query(req: &HttpRequest) -> Result<String, V1Error> {
         .ok_or_else(|| WebError::InvalidForm(vec![("ticket".into(), "is required".into())]).into())
 }
 
-async fn claim(state: &AccountsState, ticket: &str) -> Result<Option<(BearerToken, Account)>, V1Error> {
+pub(crate) async fn claim(state: &AccountsState, ticket: &str) -> Result<Option<(BearerToken, Account)>, V1Error> {
     let msg = ClaimIpSession { wait_id: rules::wait_id(ticket), session_ttl_ms: session_ttl_ms(state) };
     Ok(sessions::request(&state.registry, msg).await?.map(|(token, _, account)| (token, account)))
 }
@@ -262,30 +294,49 @@ struct TicketBody {
     code: String,
 }
 
-/// Reads a ticket call's body and applies the MFA limits (per IP; the ticket's own five tries
-/// are counted by the engine).
+/// Reads a ticket call's body and applies the MFA limits.
 async fn ticket_body(req: &HttpRequest, payload: web::Payload, state: &AccountsState) -> Result<TicketBody, V1Error> {
     let body: TicketBody = json::read(req, payload, MAX_JSON_BODY).await?;
-    if body.ticket.len() > 256 || body.code.len() > 256 {
+    ticket_limits(req, state, &body.ticket, &body.code)?;
+    Ok(body)
+}
+
+/// The MFA limits of a ticket call (per IP; the ticket's own five tries are counted by the
+/// engine), and the bounds on what it sends.
+pub(crate) fn ticket_limits(req: &HttpRequest, state: &AccountsState, ticket: &str, code: &str) -> Result<(), V1Error> {
+    if ticket.len() > 256 || code.len() > 256 {
         return Err(WebError::InvalidForm(vec![("ticket".into(), "too long".into())]).into());
     }
     let limits = &state.config.limits;
     state.hit_per_ip("mfa_per_ip", "mfa-ip", req, limits.mfa_per_ip).map_err(WebError::RateLimited)?;
     // Per account too, across all its tickets (one ticket alone allows five codes).
-    if let Some(t) = rules::ticket(state.store.as_ref(), &body.ticket)? {
+    if let Some(t) = rules::ticket(state.store.as_ref(), ticket)? {
         state.hit("mfa_per_account", &format!("mfa-account:{}", t.account), limits.mfa_per_account).map_err(WebError::RateLimited)?;
     }
-    Ok(body)
+    Ok(())
 }
 
 async fn redeem(state: &AccountsState, body: TicketBody, factor: TicketFactor, label: &str) -> Result<HttpResponse, V1Error> {
-    let msg = RedeemMfaTicket { ticket: body.ticket, factor, code: body.code, session_ttl_ms: session_ttl_ms(state) };
+    let (token, account) = redeem_factor(state, body.ticket, body.code, factor, label).await?;
+    Ok(opened(state, &account, &token))
+}
+
+/// Completes an MFA ticket with a code (the ticket counts its tries) and trusts the address:
+/// the new session's token and its account.
+pub(crate) async fn redeem_factor(
+    state: &AccountsState,
+    ticket: String,
+    code: String,
+    factor: TicketFactor,
+    label: &str,
+) -> Result<(BearerToken, Account), V1Error> {
+    let msg = RedeemMfaTicket { ticket, factor, code, session_ttl_ms: session_ttl_ms(state) };
     let result = sessions::request(&state.registry, msg).await;
     let outcome = if result.is_ok() { "success" } else { "invalid" };
     state.metrics.second_factor.with_label_values(&["v1", label, outcome]).inc();
     let (token, session, account) = result?;
     trust_address(state, &account, &session.ip).await?;
-    Ok(opened(state, &account, &token))
+    Ok((token, account))
 }
 
 /// `POST /v1/auth/mfa/totp {"code","ticket"}`: a TOTP code or a recovery code.
@@ -298,12 +349,18 @@ async fn mfa_totp(req: HttpRequest, payload: web::Payload, state: State) -> Resu
 /// at most one per 30 s).
 async fn mfa_sms_send(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, V1Error> {
     let body = ticket_body(&req, payload, &state).await?;
-    let sms = sessions::request(&state.registry, SendTicketSms { ticket: body.ticket }).await?;
+    send_ticket_sms(&state, body.ticket).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Sends the ticket's account a fresh SMS code (at most one per 30 s; a quiet no otherwise).
+pub(crate) async fn send_ticket_sms(state: &AccountsState, ticket: String) -> Result<(), V1Error> {
+    let sms = sessions::request(&state.registry, SendTicketSms { ticket }).await?;
     if let Some(sms) = sms {
         let text = format!("Your sigil code is {}", factors::spaced(&sms.code));
         state.sender.send(Message { to: sms.to, channel: Channel::Sms, purpose: "2fa".into(), body: text, code: sms.code, at: now_ms() });
     }
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }
 
 /// `POST /v1/auth/mfa/sms {"code","ticket"}`.
@@ -541,12 +598,16 @@ async fn handoff_initiate(req: HttpRequest, state: State) -> Result<HttpResponse
 /// a new session of this account on its next status poll.
 async fn handoff_complete(req: HttpRequest, path: web::Path<String>, state: State) -> Result<HttpResponse, V1Error> {
     let caller = authenticate(&state, &req).await?;
-    let (key, limit) = handoff_limit(&state, &req);
-    state.peek("handoff", &key, limit).map_err(WebError::RateLimited)?;
-    let msg = CompleteHandoff { code: path.into_inner(), account: caller.account.guid };
-    let done = sessions::request(&state.registry, msg).await.map_err(V1Error::from);
-    count_handoff_failure(&state, &key, limit, done)?;
+    complete_handoff(&state, &req, path.into_inner(), caller.account.guid).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Hands `account` to the device waiting on `code` (failed codes count per client IP).
+pub(crate) async fn complete_handoff(state: &AccountsState, req: &HttpRequest, code: String, account: String) -> Result<(), V1Error> {
+    let (key, limit) = handoff_limit(state, req);
+    state.peek("handoff", &key, limit).map_err(WebError::RateLimited)?;
+    let done = sessions::request(&state.registry, CompleteHandoff { code, account }).await.map_err(V1Error::from);
+    count_handoff_failure(state, &key, limit, done)
 }
 
 /// `GET /v1/auth/handoff/{code}/status` with `X-Handoff-Secret` → `{"status": "pending"}`,

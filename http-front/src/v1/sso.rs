@@ -135,7 +135,7 @@ async fn callback(req: HttpRequest, state: State) -> Result<HttpResponse, V1Erro
             sso::merge_userinfo(&mut identity, &claims);
         }
     }
-    let account = sso::account_for(state.store.as_ref(), p, &identity, now_ms())?.ok_or_else(|| {
+    let account = sso::account_for(state.store.as_ref(), p.auto_create, &identity, now_ms())?.ok_or_else(|| {
         outcome("unknown");
         WebError::Unauthorized
     })?;
