@@ -230,6 +230,10 @@ async fn verifylogin_checks_in_fluxos_order_with_fluxos_messages() {
     let url = s.url("/id/verifylogin");
     let err = |m: &str| json!({"status":"error","data":{"name":"Error","message": m}});
 
+    // Another phrase of the same shape: its last character changed (never to itself — a phrase
+    // that ends in the replacement would otherwise stay valid, 1 run in 36).
+    let last = if phrase.ends_with('x') { "y" } else { "x" };
+    let other_phrase = format!("{}{last}", &phrase[..phrase.len() - 1]);
     let cases = [
         (json!({}).to_string(), err("No Flux ID is specified")),
         (json!({"zelid": "3abc"}).to_string(), err("Flux ID is not valid")),
@@ -237,7 +241,7 @@ async fn verifylogin_checks_in_fluxos_order_with_fluxos_messages() {
         (json!({"zelid": zelid, "loginPhrase": "short"}).to_string(), err("Signed message is not valid")),
         (json!({"zelid": zelid, "loginPhrase": phrase}).to_string(), err("No signature is specified")),
         (
-            json!({"zelid": zelid, "loginPhrase": format!("{}x", &phrase[..phrase.len() - 1]), "signature": wallet.sign(&phrase)}).to_string(),
+            json!({"zelid": zelid, "loginPhrase": other_phrase, "signature": wallet.sign(&phrase)}).to_string(),
             err("Signed message is no longer valid. Please request a new one."),
         ),
         (

@@ -53,33 +53,13 @@ fn site(extra: &[(&str, &str)]) -> Site {
     Site { served, base, _dir: dir }
 }
 
-async fn browser_script(args: &[&str]) -> String {
-    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    assert!(
-        js.join("node_modules/playwright-core").is_dir() && js.join("node_modules/ethers").is_dir(),
-        "run `npm ci` in {} (ops/test.sh does) to install playwright-core and the wallet libraries",
-        js.display()
-    );
-    assert!(std::path::Path::new("/usr/bin/chromium").exists(), "Debian's chromium is needed (ops/test.sh installs it)");
-    let out = tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::process::Command::new("node").current_dir(&js).arg("pages.mjs").args(args).output(),
-    )
-    .await
-    .expect("the browser script took over 4 minutes")
-    .expect("node is needed for this test");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_flow_in_a_real_browser() {
     let s = site(&[]);
     let btc = sign::random_key();
     let shots_tmp = tempfile::tempdir().unwrap();
     let shots = std::env::var("SIGIL_UI_SCREENSHOTS").unwrap_or_else(|_| shots_tmp.path().display().to_string());
-    let out = browser_script(&[&s.base, SECRET, &hex::encode(btc.secret_bytes()), &sign::p2pkh_address(&btc, true), &shots]).await;
+    let out = common::browser_script("pages.mjs", &[&s.base, SECRET, &hex::encode(btc.secret_bytes()), &sign::p2pkh_address(&btc, true), &shots], Duration::from_secs(240)).await;
     let findings: Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
     for flow in ["password_totp", "passkey", "revocation", "consent", "handoff", "new_location", "no_javascript", "totp_enrolment", "wallet_metamask", "wallet_zelcore"] {
         assert_eq!(findings[flow], "ok", "{flow}: {findings}");
@@ -193,6 +173,48 @@ async fn forms_are_csrf_safe_redirects_stay_home_and_errors_are_pages() {
     let res = http.get(format!("{base}/v1/oauth2/authorize?client_id=nope&redirect_uri=x&response_type=code")).send().await.unwrap();
     assert_eq!(res.status(), 400);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+
+    // Whatever a form endpoint is sent — broken encodings, binary, oversized, wrong types —
+    // it answers a page with a 4xx, never a 5xx or a hang.
+    let mut bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"%".to_vec(),
+        b"csrf=%zz&login=%ff%fe&password".to_vec(),
+        vec![0xff, 0xfe, 0x00, 0x80, b'=', b'&'],
+        b"{\"login\":\"olga\"}".to_vec(),
+        format!("csrf={token}&login=olga&password={}", "x".repeat(20_000)).into_bytes(),
+        format!("csrf={token}&ticket={}&code=1", "t".repeat(300)).into_bytes(),
+    ];
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..40 {
+        let len = usize::try_from(seed % 300).unwrap();
+        let mut b = Vec::with_capacity(len);
+        for _ in 0..len {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            b.push(u8::try_from(seed & 0xff).unwrap());
+        }
+        bodies.push(b);
+    }
+    for path in ["/login", "/login/mfa", "/login/mfa/sms", "/login/authorize-ip", "/login/session", "/login/wallet", "/logout", "/handoff", "/authorize-ip"] {
+        for body in &bodies {
+            let res = tokio::time::timeout(
+                Duration::from_secs(10),
+                http.post(format!("{base}{path}"))
+                    .header("cookie", &cookie)
+                    .header("origin", base)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body.clone())
+                    .send(),
+            )
+            .await
+            .expect("a form post hung")
+            .unwrap();
+            let status = res.status().as_u16();
+            assert!((300..500).contains(&status), "{path} answered {status} to {:?}", String::from_utf8_lossy(body));
+        }
+    }
 
     // Assets: embedded, typed, no sniffing; unknown ones 404.
     for (path, kind) in [("/ui/sigil.css", "text/css"), ("/ui/login.js", "text/javascript"), ("/ui/logo", "image/svg+xml"), ("/ui/theme.css", "text/css")] {

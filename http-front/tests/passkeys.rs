@@ -19,23 +19,7 @@ const FAST_HASH: &str = "{ memory_kib = 7168, iterations = 5, parallelism = 1 }"
 
 
 async fn node_script(args: &[&str]) -> String {
-    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    assert!(
-        js.join("node_modules/playwright-core").is_dir(),
-        "run `npm ci` in {} (ops/test.sh does) to install playwright-core",
-        js.display()
-    );
-    assert!(std::path::Path::new("/usr/bin/chromium").exists(), "Debian's chromium is needed (ops/test.sh installs it)");
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("node").current_dir(&js).arg("passkeys.mjs").args(args).output(),
-    )
-    .await
-    .expect("the browser script took over 2 minutes")
-    .expect("node is needed for this test");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout
+    common::browser_script("passkeys.mjs", args, Duration::from_secs(120)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

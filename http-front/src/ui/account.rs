@@ -184,13 +184,10 @@ async fn handoff(req: HttpRequest, state: State, ui: UiData) -> HttpResponse {
 /// `POST /handoff` (csrf, code).
 async fn approve_handoff(req: HttpRequest, payload: web::Payload, state: State, ui: UiData) -> HttpResponse {
     let Some(caller) = page_caller(&state, &req).await else { return super::to_login("/handoff") };
-    let mut form = match forms::read(payload).await {
+    let mut form = match forms::posted(&state, &req, payload).await {
         Ok(f) => f,
         Err(e) => return super::error_page(&ui, &e),
     };
-    if let Err(e) = forms::check(&state, &req, &form) {
-        return super::error_page(&ui, &e);
-    }
     let code = form.take("code");
     match api::complete_handoff(&state, &req, code.clone(), caller.account.guid.clone()).await {
         Ok(()) => super::message(&ui, StatusCode::OK, "App signed in", "Go back to your app: it is signed in now.", Some(("/account", "Your account"))),
@@ -223,13 +220,10 @@ async fn location(req: HttpRequest, state: State, ui: UiData) -> HttpResponse {
 
 /// `POST /authorize-ip` (csrf, code): approves; the waiting sign-in moves on by itself.
 async fn approve_location(req: HttpRequest, payload: web::Payload, state: State, ui: UiData) -> HttpResponse {
-    let mut form = match forms::read(payload).await {
+    let mut form = match forms::posted(&state, &req, payload).await {
         Ok(f) => f,
         Err(e) => return super::error_page(&ui, &e),
     };
-    if let Err(e) = forms::check(&state, &req, &form) {
-        return super::error_page(&ui, &e);
-    }
     let code = form.take("code");
     match api::approve_ip(&state, &req, code.clone()).await {
         Ok(()) => super::message(

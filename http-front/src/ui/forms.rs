@@ -52,6 +52,13 @@ pub async fn read(mut payload: web::Payload) -> Result<Form, V1Error> {
     Ok(Form(form_urlencoded::parse(&body).into_owned().collect()))
 }
 
+/// Reads a posted form and checks that it is ours ([`check`]).
+pub async fn posted(state: &AccountsState, req: &HttpRequest, payload: web::Payload) -> Result<Form, V1Error> {
+    let form = read(payload).await?;
+    check(state, req, &form)?;
+    Ok(form)
+}
+
 /// The page's CSRF token: the cookie's, or a new one with the cookie to set.
 pub fn token(state: &AccountsState, req: &HttpRequest) -> Result<(String, Option<Cookie<'static>>), V1Error> {
     if let Some(c) = req.cookie(CSRF_COOKIE).filter(|c| c.value().len() == 64 && c.value().bytes().all(|b| b.is_ascii_hexdigit())) {

@@ -132,14 +132,11 @@ async fn show(req: HttpRequest, state: State, ui: UiData) -> HttpResponse {
 
 /// `POST /login` (csrf, return_to, login, password).
 async fn submit(req: HttpRequest, payload: web::Payload, state: State, ui: UiData) -> HttpResponse {
-    let mut form = match forms::read(payload).await {
+    let mut form = match forms::posted(&state, &req, payload).await {
         Ok(f) => f,
         Err(e) => return super::error_page(&ui, &e),
     };
     let back = return_to(&state.config.accounts, Some(form.get("return_to")));
-    if let Err(e) = forms::check(&state, &req, &form) {
-        return super::error_page(&ui, &e);
-    }
     let login = form.get("login").trim().to_string();
     let password = form.take("password");
     match api::password_login(&state, &req, &login, password).await {
@@ -169,14 +166,11 @@ fn ticket_methods(state: &AccountsState, ticket: &str) -> Vec<&'static str> {
 
 /// `POST /login/mfa` (csrf, return_to, ticket, method = totp | sms, code).
 async fn second_factor(req: HttpRequest, payload: web::Payload, state: State, ui: UiData) -> HttpResponse {
-    let mut form = match forms::read(payload).await {
+    let mut form = match forms::posted(&state, &req, payload).await {
         Ok(f) => f,
         Err(e) => return super::error_page(&ui, &e),
     };
     let back = return_to(&state.config.accounts, Some(form.get("return_to")));
-    if let Err(e) = forms::check(&state, &req, &form) {
-        return super::error_page(&ui, &e);
-    }
     let (ticket, code) = (form.take("ticket"), form.take("code"));
     let (factor, label) = if form.get("method") == "sms" { (TicketFactor::Sms, "sms") } else { (TicketFactor::TotpOrRecovery, "totp") };
     let tried = match api::ticket_limits(&req, &state, &ticket, &code) {
@@ -200,14 +194,11 @@ async fn second_factor(req: HttpRequest, payload: web::Payload, state: State, ui
 
 /// `POST /login/mfa/sms` (csrf, return_to, ticket): texts a code, shows the page again.
 async fn send_sms(req: HttpRequest, payload: web::Payload, state: State, ui: UiData) -> HttpResponse {
-    let mut form = match forms::read(payload).await {
+    let mut form = match forms::posted(&state, &req, payload).await {
         Ok(f) => f,
         Err(e) => return super::error_page(&ui, &e),
     };
     let back = return_to(&state.config.accounts, Some(form.get("return_to")));
-    if let Err(e) = forms::check(&state, &req, &form) {
-        return super::error_page(&ui, &e);
-    }
     let ticket = form.take("ticket");
     let sent = match api::ticket_limits(&req, &state, &ticket, "") {
         Ok(()) => api::send_ticket_sms(&state, ticket.clone()).await,
@@ -226,14 +217,11 @@ async fn send_sms(req: HttpRequest, payload: web::Payload, state: State, ui: UiD
 /// `POST /login/authorize-ip` (csrf, return_to, ticket, code): the person types the code we
 /// sent into the waiting page — approve the location and take the session.
 async fn approve_location(req: HttpRequest, payload: web::Payload, state: State, ui: UiData) -> HttpResponse {
-    let mut form = match forms::read(payload).await {
+    let mut form = match forms::posted(&state, &req, payload).await {
         Ok(f) => f,
         Err(e) => return super::error_page(&ui, &e),
     };
     let back = return_to(&state.config.accounts, Some(form.get("return_to")));
-    if let Err(e) = forms::check(&state, &req, &form) {
-        return super::error_page(&ui, &e);
-    }
     let (ticket, code) = (form.take("ticket"), form.take("code"));
     let result = match api::approve_ip(&state, &req, code).await {
         Ok(()) => api::claim(&state, &ticket).await,
@@ -255,14 +243,11 @@ async fn approve_location(req: HttpRequest, payload: web::Payload, state: State,
 /// token over a websocket (the new-location approval) turns it into the cookie. Only a live
 /// `/v1` session token is taken.
 async fn adopt(req: HttpRequest, payload: web::Payload, state: State, ui: UiData) -> HttpResponse {
-    let mut form = match forms::read(payload).await {
+    let mut form = match forms::posted(&state, &req, payload).await {
         Ok(f) => f,
         Err(e) => return super::error_page(&ui, &e),
     };
     let back = return_to(&state.config.accounts, Some(form.get("return_to")));
-    if let Err(e) = forms::check(&state, &req, &form) {
-        return super::error_page(&ui, &e);
-    }
     let secret = form.take("token");
     if secret.len() > 256 || rules::lookup(state.store.as_ref(), &secret).is_err() {
         return super::error_page(&ui, &V1Error::Web(WebError::Unauthorized));
@@ -275,11 +260,7 @@ async fn adopt(req: HttpRequest, payload: web::Payload, state: State, ui: UiData
 
 /// `POST /logout` (csrf): ends this browser's session, clears the cookie, back to `/login`.
 async fn logout(req: HttpRequest, payload: web::Payload, state: State, ui: UiData) -> HttpResponse {
-    let form = match forms::read(payload).await {
-        Ok(f) => f,
-        Err(e) => return super::error_page(&ui, &e),
-    };
-    if let Err(e) = forms::check(&state, &req, &form) {
+    if let Err(e) = forms::posted(&state, &req, payload).await {
         return super::error_page(&ui, &e);
     }
     if let Ok(caller) = authenticate(&state, &req).await

@@ -88,14 +88,11 @@ async fn finish(req: HttpRequest, payload: web::Payload, state: State, flux: Flu
     if !ui.wallet_login {
         return super::error_page(&ui, &V1Error::NotFound);
     }
-    let mut form = match forms::read(payload).await {
+    let mut form = match forms::posted(&state, &req, payload).await {
         Ok(f) => f,
         Err(e) => return super::error_page(&ui, &e),
     };
     let back = return_to(&state.config.accounts, Some(form.get("return_to")));
-    if let Err(e) = forms::check(&state, &req, &form) {
-        return super::error_page(&ui, &e);
-    }
     let (zelid, signature, phrase) = (form.take("zelid"), form.take("signature"), form.take("loginPhrase"));
     if zelid.len() > 128 || signature.len() > 1024 || phrase.len() > 128 {
         return super::error_page(&ui, &V1Error::Web(WebError::Unauthorized));

@@ -91,3 +91,23 @@ pub async fn send(req: reqwest::RequestBuilder) -> (u16, reqwest::header::Header
     let text = res.text().await.unwrap();
     (status, headers, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }
+
+/// Runs `node tests/js/<script> <args>` — a browser script: playwright-core (`npm ci` in
+/// tests/js) driving Debian's chromium, both installed by `ops/test.sh` — and answers its
+/// standard output; the test fails with the script's output if it fails or takes over `limit`.
+pub async fn browser_script(script: &str, args: &[&str], limit: Duration) -> String {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        js.join("node_modules/playwright-core").is_dir(),
+        "run `npm ci` in {} (ops/test.sh does) to install playwright-core",
+        js.display()
+    );
+    assert!(std::path::Path::new("/usr/bin/chromium").exists(), "Debian's chromium is needed (ops/test.sh installs it)");
+    let out = tokio::time::timeout(limit, tokio::process::Command::new("node").current_dir(&js).arg(script).args(args).output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} took over {limit:?}"))
+        .expect("node is needed for this test");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
