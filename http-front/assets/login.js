@@ -5,6 +5,13 @@
 (function () {
   const { api, say, passkeysWork, getPasskey, passkeyTrouble } = window.sigil;
 
+  // Opened at an address sigil does not take forms from (localhost while accounts.public_url
+  // says 127.0.0.1, say): say where to go, rather than let the sign-in be refused.
+  const elsewhere = document.getElementById('elsewhere');
+  if (elsewhere && !elsewhere.dataset.origins.split(' ').includes(window.location.origin)) {
+    elsewhere.hidden = false;
+  }
+
   // Passwordless passkey sign-in (discoverable credentials).
   const passkey = document.getElementById('passkey');
   if (passkey && passkeysWork) {

@@ -39,6 +39,10 @@ struct LoginPage<'a> {
     error: &'a str,
     login: &'a str,
     wallet: bool,
+    /// Where sigil is set up (`accounts.public_url`) and the origins its forms accept: the
+    /// page's script warns when the browser opened it anywhere else (the form would be refused).
+    public_url: &'a str,
+    origins: &'a str,
 }
 
 #[derive(Template)]
@@ -80,7 +84,10 @@ fn login_page(ui: &Ui, state: &AccountsState, req: &HttpRequest, status: StatusC
         Ok(t) => t,
         Err(e) => return super::error_page(ui, &e),
     };
-    let page = LoginPage { product: &ui.product, csrf: &csrf, return_to: back, error, login, wallet: ui.wallet_login };
+    let accounts = &state.config.accounts;
+    let origins = super::our_origins(accounts).join(" ");
+    let public_url = accounts.public_url.trim_end_matches('/');
+    let page = LoginPage { product: &ui.product, csrf: &csrf, return_to: back, error, login, wallet: ui.wallet_login, public_url, origins: &origins };
     with_cookie(render(status, &page, None), cookie)
 }
 

@@ -176,6 +176,11 @@ pub fn return_to(accounts: &AccountsConfig, raw: Option<&str>) -> String {
     if ours && matches!(url.scheme(), "http" | "https") { raw.into() } else { HOME.into() }
 }
 
+/// The origins whose forms sigil accepts: `accounts.public_url` and `accounts.allowed_origins`.
+pub fn our_origins(accounts: &AccountsConfig) -> Vec<String> {
+    std::iter::once(&accounts.public_url).chain(&accounts.allowed_origins).filter_map(|o| headers::origin_of(o)).collect()
+}
+
 /// `/login?return_to=…` for a page that needs a session.
 pub fn to_login(return_path: &str) -> HttpResponse {
     let q = form_urlencoded::Serializer::new(String::new()).append_pair("return_to", return_path).finish();

@@ -144,11 +144,12 @@ try {
   check(csp.includes("script-src 'self'") && csp.includes("frame-ancestors 'none'") && !csp.includes('unsafe-inline'), `CSP: ${csp}`);
   check(res.headers()['x-frame-options'] === 'DENY', 'X-Frame-Options');
   await labelled(page, 'login');
+  check(await page.locator('#elsewhere').isHidden(), 'no address warning at the public URL');
   await shot(page, 'login');
   await page.fill('#login', 'tess');
   await page.fill('#password', 'not the password');
   await page.click('#password-form button[type=submit]');
-  check((await page.locator('.error').textContent()).includes('not right'), 'a wrong password is said in plain words');
+  check((await page.locator('#form-error').textContent()).includes('not right'), 'a wrong password is said in plain words');
   check(!(await page.content()).includes('INVALID_CREDENTIALS'), 'no error codes on the page');
   await page.fill('#password', tessPassword);
   await page.click('#password-form button[type=submit]');
@@ -157,7 +158,7 @@ try {
   await shot(page, 'mfa');
   await page.fill('#code', '000000');
   await page.click('form[action="/login/mfa"] button[type=submit]');
-  check((await page.locator('.error').textContent()).includes('code is not right'), 'a wrong code is said in plain words');
+  check((await page.locator('#form-error').textContent()).includes('code is not right'), 'a wrong code is said in plain words');
   await page.fill('#code', await freshTotp(tessTotp));
   await page.click('form[action="/login/mfa"] button[type=submit]');
   await page.waitForURL(`${base}/account`);
@@ -204,6 +205,15 @@ try {
   r = await http('GET', '/v1/users/@me', { headers: { authorization: `Bearer ${otherToken}` } });
   check(r.status === 401, `the revoked session answers ${r.status}`);
   findings.revocation = 'ok';
+
+  // Opened at another address of the same server, the page says where to sign in instead.
+  {
+    const { context, page: stray } = await newPage();
+    await stray.goto(`${other}/login`);
+    check(await stray.locator('#elsewhere').isVisible(), 'opened at another origin, the page warns');
+    check((await stray.locator('#elsewhere a').getAttribute('href')) === `${base}/login`, 'and links to the public URL');
+    await context.close();
+  }
 
   // --- 4. OAuth2 consent --------------------------------------------------------------------
   const redirect = `${other}/callback`;
