@@ -120,6 +120,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: HumanDuration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Open connections (websockets included) the node keeps at once, over all workers; past
+    /// it new connections wait in the listen backlog. actix's own default is 25k per worker.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -131,6 +134,7 @@ impl Default for ServerConfig {
             workers: 0,
             shutdown_timeout: HumanDuration::secs(10),
             max_body_bytes: 256 * 1024,
+            max_connections: 262_144,
         }
     }
 }
@@ -570,6 +574,9 @@ impl Config {
         }
         if self.passwords.hash.memory_kib > 4 * 1024 * 1024 || self.passwords.hash.iterations > 64 || self.passwords.hash.parallelism > 64 {
             return Err("passwords.hash is absurdly expensive (memory_kib <= 4 GiB, iterations <= 64, parallelism <= 64)".into());
+        }
+        if self.server.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".into());
         }
         if self.passwords.queue == 0 {
             return Err("passwords.queue must be at least 1".into());

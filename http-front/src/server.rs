@@ -235,11 +235,15 @@ impl Sigil {
         .client_request_timeout(Duration::from_secs(5))
         .client_disconnect_timeout(Duration::from_secs(2))
         .keep_alive(Duration::from_secs(75));
-        if config.server.workers > 0 {
-            http = http.workers(config.server.workers);
+        let workers = if config.server.workers > 0 {
+            config.server.workers
         } else if redis_workers > 0 {
-            http = http.workers(redis_workers);
-        }
+            redis_workers
+        } else {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        };
+        // actix counts connections per worker; the key is per node.
+        http = http.workers(workers).max_connections(config.server.max_connections.div_ceil(workers));
         let listen = config.server.listen;
         let http = match http.bind(listen) {
             Ok(http) => http,

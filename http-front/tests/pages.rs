@@ -61,6 +61,7 @@ async fn every_page_flow_in_a_real_browser() {
     let shots = std::env::var("SIGIL_UI_SCREENSHOTS").unwrap_or_else(|_| shots_tmp.path().display().to_string());
     let out = common::browser_script("pages.mjs", &[&s.base, SECRET, &hex::encode(btc.secret_bytes()), &sign::p2pkh_address(&btc, true), &shots], Duration::from_secs(240)).await;
     let findings: Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    eprintln!("browser findings: {findings}");
     for flow in ["password_totp", "passkey", "revocation", "consent", "handoff", "new_location", "no_javascript", "totp_enrolment", "wallet_metamask", "wallet_zelcore"] {
         assert_eq!(findings[flow], "ok", "{flow}: {findings}");
     }

@@ -562,6 +562,25 @@ fn ws_url(ctx: &Ctx, k: usize, phrase: &str) -> String {
     format!("{}/ws/id/{phrase}", ctx.node(k).replacen("http", "ws", 1))
 }
 
+/// Loopback source addresses the sockets are spread over: one address has ~28k ephemeral
+/// ports, so 100k sockets to one server port need several (127.0.0.0/8 is all loopback).
+const SOURCE_ADDRESSES: u8 = 8;
+
+/// A TCP connection to the `ws://host:port/…` of `url`; to a loopback server, from source
+/// address 127.0.0.(1 + n mod 8), so the run is not capped by one address's ports.
+async fn connect_from_spread_source(url: &str, n: usize) -> Result<tokio::net::TcpStream, String> {
+    let authority = url.split("://").nth(1).and_then(|rest| rest.split('/').next()).ok_or("websocket: bad URL")?;
+    let server = tokio::net::lookup_host(authority).await.map_err(|e| format!("websocket: {e}"))?.next().ok_or("websocket: no address")?;
+    let socket = if server.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(|e| format!("websocket: {e}"))?;
+    if server.ip().is_loopback() && server.is_ipv4() {
+        let last = 1 + u8::try_from(n % usize::from(SOURCE_ADDRESSES)).unwrap_or(0);
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, last], 0))).map_err(|e| format!("websocket: bind: {e}"))?;
+    }
+    let stream = socket.connect(server).await.map_err(|e| format!("websocket: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| format!("websocket: {e}"))?;
+    Ok(stream)
+}
+
 /// Opens a websocket to each of `urls`, `concurrency` at a time; each task resolves with the
 /// instant its first frame arrived.
 async fn open_sockets(urls: &[String], concurrency: usize) -> Result<Vec<tokio::task::JoinHandle<Option<Instant>>>, String> {
@@ -571,16 +590,20 @@ async fn open_sockets(urls: &[String], concurrency: usize) -> Result<Vec<tokio::
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0);
-        let connect = |url: &String| {
+        let connect = |(i, url): (usize, &String)| {
             let url = url.clone();
+            let n = handles.len() + i;
             async move {
-                tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(url, Some(config), false))
+                let open = async {
+                    let stream = connect_from_spread_source(&url, n).await?;
+                    tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await.map_err(|e| format!("websocket: {e}"))
+                };
+                tokio::time::timeout(Duration::from_secs(10), open)
                     .await
                     .map_err(|_| "websocket: connect timed out (file-descriptor limit?)".to_string())?
-                    .map_err(|e| format!("websocket: {e}"))
             }
         };
-        let opened = futures_util::future::join_all(chunk.iter().map(connect)).await;
+        let opened = futures_util::future::join_all(chunk.iter().enumerate().map(connect)).await;
         for socket in opened {
             let (mut socket, _) = socket?;
             handles.push(tokio::spawn(async move {
