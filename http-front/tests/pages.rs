@@ -62,11 +62,11 @@ async fn every_page_flow_in_a_real_browser() {
     let out = common::browser_script("pages.mjs", &[&s.base, SECRET, &hex::encode(btc.secret_bytes()), &sign::p2pkh_address(&btc, true), &shots], Duration::from_secs(240)).await;
     let findings: Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
     eprintln!("browser findings: {findings}");
-    for flow in ["password_totp", "passkey", "revocation", "consent", "handoff", "new_location", "no_javascript", "totp_enrolment", "wallet_metamask", "wallet_zelcore"] {
+    for flow in ["password_totp", "passkey", "revocation", "consent", "handoff", "new_location", "no_javascript", "sms", "totp_enrolment", "wallet_metamask", "wallet_zelcore"] {
         assert_eq!(findings[flow], "ok", "{flow}: {findings}");
     }
     let shots = std::path::Path::new(&shots);
-    for page in ["login", "mfa", "account", "consent", "handoff", "ip-wait", "authorize-ip", "wallet", "account-totp", "account-sudo"] {
+    for page in ["login", "mfa", "account", "consent", "handoff", "ip-wait", "authorize-ip", "wallet", "account-totp", "account-sudo", "mfa-sms"] {
         assert!(shots.join(format!("{page}.png")).is_file() && shots.join(format!("{page}-360.png")).is_file(), "{page} screenshots");
     }
     let metrics = reqwest::get(s.served.url("/metrics")).await.unwrap().text().await.unwrap();

@@ -308,6 +308,33 @@ try {
   findings.no_javascript = 'ok';
   await plain.close();
 
+  // --- 7b. SMS as the second factor: "Text me a code", the code from the outbox ---------
+  r = await admin('POST', '/api/admin/users', { username: 'sam', password: 'sam has a long password', phone: '+15550100' });
+  check(r.status === 201, `create sam: ${r.status} ${r.text}`);
+  r = await admin('PATCH', `/api/admin/users/${r.body.guid}`, { default_2fa: 'sms' });
+  check(r.status === 200, `sam's default second factor: ${r.status} ${r.text}`);
+  {
+    const { context, page: sms } = await newPage();
+    await sms.goto(`${base}/login`);
+    await sms.fill('#login', 'sam');
+    await sms.fill('#password', 'sam has a long password');
+    await sms.click('#password-form button[type=submit]');
+    check((await heading(sms)) === 'Two-step verification', `sam's second step: ${await heading(sms)}`);
+    await sms.click('form[action="/login/mfa/sms"] button[type=submit]');
+    check((await sms.locator('.notice').textContent()).includes('sent a code'), 'the page says the code went out');
+    await labelled(sms, 'mfa-sms');
+    await shot(sms, 'mfa-sms');
+    r = await admin('GET', '/api/admin/outbox?to=%2B15550100');
+    const text = r.body && r.body.filter((m) => m.purpose === '2fa').pop();
+    check(text && text.code, `the SMS went out: ${r.text}`);
+    await sms.fill('#sms-code', text.code);
+    await sms.click('form[action="/login/mfa"] input[value=sms] ~ button[type=submit]');
+    await sms.waitForURL(`${base}/account`);
+    check((await sms.locator('#username').textContent()) === 'sam', 'signed in with the SMS code');
+    findings.sms = 'ok';
+    await context.close();
+  }
+
   // --- 8. TOTP enrolment from /account: scan (read the key), type the code, confirm -------
   const { context: enrol, page: me } = await newPage();
   await me.goto(`${base}/login?return_to=%2Faccount`);
