@@ -224,6 +224,15 @@ fn bad_request_page(ui: &Ui, why: &str) -> HttpResponse {
     crate::ui::message(ui, StatusCode::BAD_REQUEST, "This sign-in link is not valid", &text, None)
 }
 
+/// The checked authorization request — or the answer to a broken one: a page for a browser,
+/// else the RFC 6749 error (shown, or sent back to the client).
+fn checked_or_reply(req: &HttpRequest, state: &AccountsState, ui: &Ui, page: bool) -> Result<(AuthorizeRequest, rules::Client, Vec<String>), Box<HttpResponse>> {
+    checked_request(req, state).map_err(|e| match e {
+        AuthorizeError::NoRedirect(why) if page => Box::new(bad_request_page(ui, &why)),
+        e => Box::new(authorize_error(e)),
+    })
+}
+
 #[derive(askama::Template)]
 #[template(path = "consent.html")]
 struct ConsentPage<'a> {
@@ -254,10 +263,9 @@ fn scope_words(scope: &str) -> &'static str {
 /// a session, the login page that comes back here).
 async fn authorize(req: HttpRequest, state: State, ui: web::Data<Ui>) -> Result<HttpResponse, V1Error> {
     let page = as_page(&state, &req);
-    let (request, client, scopes) = match checked_request(&req, &state) {
+    let (request, client, scopes) = match checked_or_reply(&req, &state, &ui, page) {
         Ok(checked) => checked,
-        Err(AuthorizeError::NoRedirect(why)) if page => return Ok(bad_request_page(&ui, &why)),
-        Err(e) => return Ok(authorize_error(e)),
+        Err(reply) => return Ok(*reply),
     };
     let caller = match authenticate(&state, &req).await {
         Ok(caller) => caller,
@@ -302,10 +310,9 @@ struct ConsentAnswer {
 /// saw the consent request: 302 to the client with a code, or with `error=access_denied`.
 async fn authorize_answer(req: HttpRequest, form: web::Form<ConsentAnswer>, state: State, ui: web::Data<Ui>) -> Result<HttpResponse, V1Error> {
     let page = as_page(&state, &req);
-    let (request, client, scopes) = match checked_request(&req, &state) {
+    let (request, client, scopes) = match checked_or_reply(&req, &state, &ui, page) {
         Ok(checked) => checked,
-        Err(AuthorizeError::NoRedirect(why)) if page => return Ok(bad_request_page(&ui, &why)),
-        Err(e) => return Ok(authorize_error(e)),
+        Err(reply) => return Ok(*reply),
     };
     let caller = match authenticate(&state, &req).await {
         Ok(caller) => caller,

@@ -18,7 +18,6 @@ use serde_json::{Value, json};
 use sigil_engine::sign;
 
 const SECRET: &str = "pages-test-internal-secret-0123456789";
-const FAST_HASH: &str = "{ memory_kib = 7168, iterations = 5, parallelism = 1 }";
 
 struct Site {
     served: common::Served,
@@ -30,24 +29,12 @@ struct Site {
 /// so a browser context can come "from" another address.
 fn site(extra: &[(&str, &str)]) -> Site {
     let port = free_port();
-    let base = format!("http://localhost:{port}");
-    let listen = format!("127.0.0.1:{port}");
-    let origins = format!("[\"{base}\"]");
-    let mut env = vec![
-        ("SIGIL_SERVER__LISTEN", listen.as_str()),
-        ("SIGIL_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1\"]"),
-        ("SIGIL_ACCOUNTS__PUBLIC_URL", base.as_str()),
-        ("SIGIL_ACCOUNTS__COOKIE_SECURE", "false"),
-        ("SIGIL_ACCOUNTS__INTERNAL_SECRET", SECRET),
-        ("SIGIL_WEBAUTHN__RP_ID", "localhost"),
-        ("SIGIL_WEBAUTHN__ALLOWED_ORIGINS", origins.as_str()),
-        ("SIGIL_PASSWORDS__HASH", FAST_HASH),
-        ("SIGIL_LIMITS__LOGIN_PER_IP", "1000/10s"),
-        ("SIGIL_LIMITS__MFA_PER_IP", "1000/1m"),
-        ("SIGIL_LIMITS__MFA_PER_ACCOUNT", "1000/1m"),
-        ("SIGIL_SMS__SENDER", "log"),
-    ];
+    let mut env = common::browser_env(port, SECRET);
+    env.push(("SIGIL_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1\"]".into()));
+    env.push(("SIGIL_SMS__SENDER", "log".into()));
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend_from_slice(extra);
+    let base = format!("http://localhost:{port}");
     let dir = tempfile::tempdir().unwrap();
     let served = common::serve(dir.path(), &env);
     Site { served, base, _dir: dir }

@@ -15,7 +15,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 const SECRET: &str = "passkey-test-internal-secret-0123456789";
-const FAST_HASH: &str = "{ memory_kib = 7168, iterations = 5, parallelism = 1 }";
 
 
 async fn node_script(args: &[&str]) -> String {
@@ -26,21 +25,9 @@ async fn node_script(args: &[&str]) -> String {
 async fn passkeys_in_a_real_browser_and_across_a_kill_9() {
     let port = free_port();
     let base = format!("http://localhost:{port}");
-    let listen = format!("127.0.0.1:{port}");
-    let origins = format!("[\"{base}\"]");
-    let env = [
-        ("SIGIL_SERVER__LISTEN", listen.as_str()),
-        ("SIGIL_ACCOUNTS__PUBLIC_URL", base.as_str()),
-        ("SIGIL_ACCOUNTS__COOKIE_SECURE", "false"),
-        ("SIGIL_ACCOUNTS__INTERNAL_SECRET", SECRET),
-        ("SIGIL_ACCOUNTS__IP_AUTHORIZATION", "false"),
-        ("SIGIL_WEBAUTHN__RP_ID", "localhost"),
-        ("SIGIL_WEBAUTHN__ALLOWED_ORIGINS", origins.as_str()),
-        ("SIGIL_PASSWORDS__HASH", FAST_HASH),
-        ("SIGIL_LIMITS__LOGIN_PER_IP", "1000/10s"),
-        ("SIGIL_LIMITS__MFA_PER_IP", "1000/1m"),
-        ("SIGIL_LIMITS__MFA_PER_ACCOUNT", "1000/1m"),
-    ];
+    let mut env = common::browser_env(port, SECRET);
+    env.push(("SIGIL_ACCOUNTS__IP_AUTHORIZATION", "false".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let dir = tempfile::tempdir().unwrap();
     let mut s = common::serve(dir.path(), &env);
     let created = reqwest::Client::new()

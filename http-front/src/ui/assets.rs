@@ -21,7 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ui/theme.css", web::get().to(theme)).route("/ui/logo", web::get().to(logo)).route("/ui/{name}", web::get().to(file));
 }
 
-fn asset(content_type: &str, body: Vec<u8>) -> HttpResponse {
+fn asset(content_type: &str, body: web::Bytes) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(content_type)
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
@@ -32,15 +32,16 @@ fn asset(content_type: &str, body: Vec<u8>) -> HttpResponse {
 
 async fn file(name: web::Path<String>) -> HttpResponse {
     match FILES.iter().find(|(n, _, _)| *n == name.as_str()) {
-        Some((_, kind, body)) => asset(kind, body.as_bytes().to_vec()),
+        Some((_, kind, body)) => asset(kind, web::Bytes::from_static(body.as_bytes())),
         None => HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("not found"),
     }
 }
 
 async fn theme(ui: web::Data<Ui>) -> HttpResponse {
-    asset("text/css; charset=utf-8", ui.theme_css.clone().into_bytes())
+    asset("text/css; charset=utf-8", ui.theme_css.clone())
 }
 
 async fn logo(ui: web::Data<Ui>) -> HttpResponse {
+    // Bytes: a clone shares the buffer, no copy per request.
     asset(ui.logo.1, ui.logo.0.clone())
 }

@@ -8,14 +8,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use sigil_actors::sessions::{self, EndSession};
-use sigil_engine::secret::BearerToken;
 use sigil_engine::web::{self as rules, TicketFactor, WebError};
 
 use super::{Ui, forms, headers, render, return_to};
 use crate::accounts::AccountsState;
 use crate::v1::error::V1Error;
 use crate::v1::routes::{self as api, PasswordStep};
-use crate::v1::{authenticate, session_cookie};
+use crate::v1::{authenticate, new_session_cookie, session_cookie};
 
 type State = web::Data<AccountsState>;
 type UiData = web::Data<Ui>;
@@ -115,10 +114,9 @@ fn mfa_page(ui: &Ui, step: Step<'_>, methods: &[&str], error: &str, notice: &str
 }
 
 /// The session is open: the cookie, and on to `return_to`.
-pub(super) fn signed_in(state: &AccountsState, token: &BearerToken, back: &str) -> HttpResponse {
-    let max_age = i64::try_from(api::session_ttl_ms(state) / 1000).unwrap_or(i64::MAX);
+pub(super) fn signed_in(state: &AccountsState, token: &str, back: &str) -> HttpResponse {
     let mut resp = headers::see_other(back);
-    let _ = resp.add_cookie(&session_cookie(state, &token.secret, max_age));
+    let _ = resp.add_cookie(&new_session_cookie(state, token));
     resp
 }
 
@@ -147,7 +145,7 @@ async fn submit(req: HttpRequest, payload: web::Payload, state: State, ui: UiDat
     let login = form.get("login").trim().to_string();
     let password = form.take("password");
     match api::password_login(&state, &req, &login, password).await {
-        Ok(PasswordStep::Session(_, token)) => signed_in(&state, &token, &back),
+        Ok(PasswordStep::Session(_, token)) => signed_in(&state, &token.secret, &back),
         Ok(PasswordStep::SecondFactor { ticket, methods }) => {
             mfa_page(&ui, Step { csrf: form.get("csrf"), back: &back, ticket: &ticket }, &methods, "", "", StatusCode::OK)
         }
@@ -185,7 +183,7 @@ async fn second_factor(req: HttpRequest, payload: web::Payload, state: State, ui
         Err(e) => Err(e),
     };
     match tried {
-        Ok((token, _)) => signed_in(&state, &token, &back),
+        Ok((token, _)) => signed_in(&state, &token.secret, &back),
         Err(e) => {
             let methods = ticket_methods(&state, &ticket);
             let (status, words) = super::plain_words(&e);
@@ -235,7 +233,7 @@ async fn approve_location(req: HttpRequest, payload: web::Payload, state: State,
         Err(e) => Err(e),
     };
     match result {
-        Ok(Some((token, _))) => signed_in(&state, &token, &back),
+        Ok(Some((token, _))) => signed_in(&state, &token.secret, &back),
         // Approved, but another window of this login took the session first.
         Ok(None) => super::message(&ui, StatusCode::OK, "Location approved", "Continue in the window where you signed in.", None),
         Err(e) => {
@@ -259,10 +257,7 @@ async fn adopt(req: HttpRequest, payload: web::Payload, state: State, ui: UiData
     if secret.len() > 256 || rules::lookup(state.store.as_ref(), &secret).is_err() {
         return super::error_page(&ui, &V1Error::Web(WebError::Unauthorized));
     }
-    let max_age = i64::try_from(api::session_ttl_ms(&state) / 1000).unwrap_or(i64::MAX);
-    let mut resp = headers::see_other(&back);
-    let _ = resp.add_cookie(&session_cookie(&state, &secret, max_age));
-    resp
+    signed_in(&state, &secret, &back)
 }
 
 /// `POST /logout` (csrf): ends this browser's session, clears the cookie, back to `/login`.

@@ -30,9 +30,9 @@ pub struct Ui {
     pub wallet_login: bool,
     pub wallet_auto_create: bool,
     /// `/ui/theme.css`: the configured colours as CSS variables (validated hex only).
-    pub theme_css: String,
-    /// `/ui/logo`: the configured logo file, or sigil's mark.
-    pub logo: (Vec<u8>, &'static str),
+    pub theme_css: web::Bytes,
+    /// `/ui/logo`: the configured logo file, or sigil's mark, and its content type.
+    pub logo: (web::Bytes, &'static str),
 }
 
 impl Ui {
@@ -40,7 +40,7 @@ impl Ui {
     pub fn new(config: &Config) -> Result<Self, String> {
         let ui = &config.ui;
         let logo = match &ui.logo {
-            None => (assets::LOGO_SVG.as_bytes().to_vec(), "image/svg+xml"),
+            None => (web::Bytes::from_static(assets::LOGO_SVG.as_bytes()), "image/svg+xml"),
             Some(path) => {
                 let kind = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
                     Some("svg") => "image/svg+xml",
@@ -51,13 +51,13 @@ impl Ui {
                 if bytes.len() > 512 * 1024 {
                     return Err(format!("ui.logo {} is over 512 KiB", path.display()));
                 }
-                (bytes, kind)
+                (web::Bytes::from(bytes), kind)
             }
         };
-        let theme_css = format!(
+        let theme_css = web::Bytes::from(format!(
             ":root {{ --primary: {}; --background: {}; --text: {}; }}\n",
             ui.primary_color, ui.background_color, ui.text_color
-        );
+        ));
         Ok(Self {
             product: ui.product_name.clone(),
             wallet_login: ui.wallet_login,

@@ -75,11 +75,7 @@ async fn show(req: HttpRequest, state: State, flux: Flux, ui: UiData) -> HttpRes
     let link = zel_link(&state.config.accounts.public_url, &phrase);
     let qr = super::qr_svg(&link);
     let page = WalletPage { product: &ui.product, csrf: &csrf, return_to: &back, phrase: &phrase, qr_svg: &qr, zel_link: &link };
-    let mut resp = render(StatusCode::OK, &page, None);
-    if let Some(c) = cookie {
-        let _ = resp.add_cookie(&c);
-    }
-    resp
+    super::login::with_cookie(render(StatusCode::OK, &page, None), cookie)
 }
 
 /// `POST /login/wallet` (csrf, return_to, zelid, signature, loginPhrase): the wallet session
@@ -128,7 +124,7 @@ async fn finish(req: HttpRequest, payload: web::Payload, state: State, flux: Flu
     let outcome = if opened.is_ok() { "success" } else { "disabled" };
     state.metrics.logins.with_label_values(&["v1", "wallet", outcome]).inc();
     match opened {
-        Ok(token) => super::login::signed_in(&state, &token, &back),
+        Ok(token) => super::login::signed_in(&state, &token.secret, &back),
         Err(e) => super::error_page(&ui, &e),
     }
 }

@@ -79,6 +79,12 @@ pub async fn authenticate(state: &AccountsState, req: &HttpRequest) -> Result<Ca
     Ok(Caller { key, session, account, last_used, via })
 }
 
+/// The cookie of a session just opened: `token`, living `accounts.session_ttl`.
+pub fn new_session_cookie(state: &AccountsState, token: &str) -> Cookie<'static> {
+    let max_age = i64::try_from(state.config.accounts.session_ttl.as_millis() / 1000).unwrap_or(i64::MAX);
+    session_cookie(state, token, max_age)
+}
+
 /// The session cookie for `token`, living `max_age_secs` (0 clears it).
 pub fn session_cookie(state: &AccountsState, token: &str, max_age_secs: i64) -> Cookie<'static> {
     Cookie::build(state.config.accounts.cookie_name.clone(), token.to_string())

@@ -20,7 +20,7 @@ use sigil_engine::store::now_ms;
 use sigil_engine::web::{self as rules, HandoffStatus, TicketFactor, WebError};
 
 use super::error::V1Error;
-use super::{Caller, authenticate, session_cookie};
+use super::{Caller, authenticate, new_session_cookie, session_cookie};
 use crate::accounts::{AccountsState, PasswordRefusal, check_password};
 use crate::json::{self, MAX_JSON_BODY};
 
@@ -64,8 +64,7 @@ pub(crate) fn session_ttl_ms(state: &AccountsState) -> u64 {
 
 /// `{"user_id","token"}` and the session cookie: a login (or a ticket) that opened a session.
 pub(super) fn opened(state: &AccountsState, account: &Account, token: &BearerToken) -> HttpResponse {
-    let max_age = i64::try_from(session_ttl_ms(state) / 1000).unwrap_or(i64::MAX);
-    HttpResponse::Ok().cookie(session_cookie(state, &token.secret, max_age)).json(json!({"user_id": account.guid, "token": token.secret}))
+    HttpResponse::Ok().cookie(new_session_cookie(state, &token.secret)).json(json!({"user_id": account.guid, "token": token.secret}))
 }
 
 #[derive(Deserialize)]
@@ -232,9 +231,8 @@ async fn authorize_ip_poll(req: HttpRequest, state: State) -> Result<HttpRespons
     Ok(match claim(&state, &ticket).await? {
         None => HttpResponse::Ok().json(json!({"completed": false})),
         Some((token, account)) => {
-            let max_age = i64::try_from(session_ttl_ms(&state) / 1000).unwrap_or(i64::MAX);
             HttpResponse::Ok()
-                .cookie(session_cookie(&state, &token.secret, max_age))
+                .cookie(new_session_cookie(&state, &token.secret))
                 .json(json!({"completed": true, "user_id": account.guid, "token": token.secret}))
         }
     })
@@ -623,9 +621,8 @@ async fn handoff_status(req: HttpRequest, path: web::Path<String>, state: State)
         HandoffStatus::Pending => HttpResponse::Ok().json(json!({"status": "pending"})),
         HandoffStatus::Expired => HttpResponse::Ok().json(json!({"status": "expired"})),
         HandoffStatus::Completed(token, account) => {
-            let max_age = i64::try_from(session_ttl_ms(&state) / 1000).unwrap_or(i64::MAX);
             HttpResponse::Ok()
-                .cookie(session_cookie(&state, &token.secret, max_age))
+                .cookie(new_session_cookie(&state, &token.secret))
                 .json(json!({"status": "completed", "token": token.secret, "user_id": account.guid}))
         }
     })

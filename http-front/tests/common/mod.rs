@@ -111,3 +111,22 @@ pub async fn browser_script(script: &str, args: &[&str], limit: Duration) -> Str
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout
 }
+
+/// The environment of a server for browser tests: it listens on 127.0.0.1:`port` and is
+/// `http://localhost:port` to the browser (WebAuthn needs a host name), with plain-http
+/// cookies, the admin secret, fast password hashes and limits no test run reaches.
+pub fn browser_env(port: u16, secret: &str) -> Vec<(&'static str, String)> {
+    let base = format!("http://localhost:{port}");
+    vec![
+        ("SIGIL_SERVER__LISTEN", format!("127.0.0.1:{port}")),
+        ("SIGIL_ACCOUNTS__PUBLIC_URL", base.clone()),
+        ("SIGIL_ACCOUNTS__COOKIE_SECURE", "false".into()),
+        ("SIGIL_ACCOUNTS__INTERNAL_SECRET", secret.into()),
+        ("SIGIL_WEBAUTHN__RP_ID", "localhost".into()),
+        ("SIGIL_WEBAUTHN__ALLOWED_ORIGINS", format!("[\"{base}\"]")),
+        ("SIGIL_PASSWORDS__HASH", "{ memory_kib = 7168, iterations = 5, parallelism = 1 }".into()),
+        ("SIGIL_LIMITS__LOGIN_PER_IP", "1000/10s".into()),
+        ("SIGIL_LIMITS__MFA_PER_IP", "1000/1m".into()),
+        ("SIGIL_LIMITS__MFA_PER_ACCOUNT", "1000/1m".into()),
+    ]
+}
