@@ -249,9 +249,12 @@ fn secondary_index_is_written_with_its_record(f: &Fixture) {
 fn expired_records_read_as_absent(f: &Fixture) {
     let store = &f.store;
     let now = now_ms();
+    // Two seconds: the writes (with WAIT on a loaded Redis Cluster) must land well before it,
+    // or "not yet expired" below would be a race with the clock (it was, at 150 ms).
+    let short = now + 2_000;
     let mut b = Batch::new();
-    b.put_expiring(Cf::Sessions, b"short".to_vec(), b"1".to_vec(), now + 150);
-    b.put_expiring(Cf::SessionsByOwner, index_key(b"1o", b"short"), Vec::new(), now + 150);
+    b.put_expiring(Cf::Sessions, b"short".to_vec(), b"1".to_vec(), short);
+    b.put_expiring(Cf::SessionsByOwner, index_key(b"1o", b"short"), Vec::new(), short);
     b.put_expiring(Cf::SessionsByOwner, index_key(b"1o", b"long"), Vec::new(), now + 3_600_000);
     b.put_expiring(Cf::Sessions, b"long".to_vec(), b"2".to_vec(), now + 3_600_000);
     b.put(Cf::Sessions, b"forever".to_vec(), b"3".to_vec());
@@ -264,7 +267,7 @@ fn expired_records_read_as_absent(f: &Fixture) {
 
     assert!(store.get(Cf::Sessions, b"short").unwrap().is_some());
     assert_eq!(store.scan_prefix(Cf::SessionsByOwner, &index_prefix(b"1o"), 10).unwrap().len(), 2);
-    std::thread::sleep(Duration::from_millis(250));
+    std::thread::sleep(Duration::from_millis((short + 100).saturating_sub(now_ms())));
     assert_eq!(store.get(Cf::Sessions, b"short").unwrap(), None, "expired reads as absent at once");
     assert_eq!(store.scan_prefix(Cf::SessionsByOwner, &index_prefix(b"1o"), 10).unwrap().len(), 1);
     assert!(store.get(Cf::Sessions, b"long").unwrap().is_some());
