@@ -57,6 +57,13 @@ impl From<ActorError> for sigil_engine::tokens::TokenError {
     }
 }
 
+impl From<ActorError> for sigil_engine::oauth2::OAuthError {
+    fn from(e: ActorError) -> Self {
+        tracing::warn!(error = %e, "actor unavailable");
+        Self::Unavailable(e.to_string())
+    }
+}
+
 impl From<ActorError> for sigil_engine::web::WebError {
     fn from(e: ActorError) -> Self {
         tracing::warn!(error = %e, "actor unavailable");

@@ -33,7 +33,7 @@ impl ActorMetrics {
                 "Signature checks refused because the verifier queue was full",
             )?,
             registry_group_size: Histogram::with_opts(
-                HistogramOpts::new("sigil_registry_group_size", "Logins committed together in one durable write")
+                HistogramOpts::new("sigil_registry_group_size", "Registry writes (wallet logins, OAuth2 refresh rotations) made durable together by one fsync")
                     .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
             )?,
             logins: IntCounterVec::new(

@@ -2,12 +2,13 @@
 //!
 //! Every registry write goes, in arrival order, to one committer thread that **group-commits**:
 //! the logins that queued up while it was busy are applied together, in one atomic RocksDB
-//! write (`flux::session::commit_openings`). A second thread, the syncer, makes them durable
-//! with one fsync ([`Store::persist`]) and only then answers the waiting requests, so the
+//! write (`flux::session::commit_openings`), and the other grouped writes (OAuth2 refresh
+//! rotations) are applied relaxed in their place. A second thread, the syncer, makes a group
+//! durable with one fsync ([`Store::persist`]) and only then answers its requests, so the
 //! committer applies group N+1 while group N's fsync runs. Under load a group holds dozens of
-//! logins and durability is paid once per group; an idle server commits a lone login at once.
-//! The requests encode their sessions themselves (`prepare_opening`), in parallel, so the
-//! serial stage does nothing but commit. Measured in docs/benchmarks.md.
+//! writes and durability is paid once per group; an idle server commits a lone one at once.
+//! The requests prepare their writes themselves (`prepare_opening`, `refresh::claim`), in
+//! parallel, so the serial stage does nothing but commit. Measured in docs/benchmarks.md.
 //!
 //! Handlers answer with a [`Pending`] receiver that is fulfilled after the fsync, so the
 //! waiting request is woken straight from the syncer and nothing acknowledged is lost to a
@@ -28,10 +29,12 @@ use sigil_engine::flux::FluxError;
 use sigil_engine::flux::login::SignedPhrase;
 use sigil_engine::flux::session::{self, ActivePhrase, FluxSession, Opening};
 use sigil_engine::account::{Account, Method};
+use sigil_engine::oauth2::refresh::{self, Rotation};
+use sigil_engine::oauth2::{OAuthError, TokenResponse};
 use sigil_engine::secret::BearerToken;
 use sigil_engine::session::{self as any_session, AccountSession, Origin, Session};
 use sigil_engine::web::{self, HandoffStatus, TicketFactor, WebError};
-use sigil_engine::store::{Batch, Millis, Store, now_ms};
+use sigil_engine::store::{Batch, Millis, Store, StoreError, now_ms};
 use sigil_engine::tokens::{self, SmsToSend, TokenError};
 use tokio::sync::oneshot;
 
@@ -244,9 +247,15 @@ type Reply<T, E = FluxError> = oneshot::Sender<Result<T, E>>;
 /// One queued write.
 enum Job {
     Open(OpenSession, Reply<Option<FluxSession>>),
+    /// A write applied relaxed, in its place in the queue; its answer waits for its group's
+    /// fsync and is given by the syncer.
+    Grouped(Box<dyn FnOnce(&Committer) -> Answer + Send>),
     /// Any other write: runs alone, in its place in the queue, and answers for itself.
     Other(Box<dyn FnOnce(&Committer) + Send>),
 }
+
+/// Answers a [`Job::Grouped`] request, given how its group's fsync went.
+type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 pub struct SessionRegistry {
     jobs: Sender<Job>,
@@ -272,6 +281,23 @@ impl SessionRegistry {
         let job = Job::Other(Box::new(move |c| {
             // A requester that gave up just dropped its receiver.
             let _ = tx.send(work(c));
+        }));
+        self.jobs.send(job).map_err(|_| ActorError::Gone("the session registry"))?;
+        Ok(rx)
+    }
+
+    /// Queues `work`, whose writes must be relaxed: it is answered only once its group is
+    /// durable (a failed fsync answers the store's error instead).
+    fn queue_grouped<T: Send + 'static, E: From<StoreError> + Send + 'static>(
+        &self,
+        work: impl FnOnce(&Committer) -> Result<T, E> + Send + 'static,
+    ) -> Result<Pending<T, E>, ActorError> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Grouped(Box::new(move |c| {
+            let outcome = work(c);
+            Box::new(move |persisted: Result<(), StoreError>| {
+                let _ = tx.send(persisted.map_err(E::from).and(outcome));
+            })
         }));
         self.jobs.send(job).map_err(|_| ActorError::Gone("the session registry"))?;
         Ok(rx)
@@ -518,6 +544,26 @@ impl Handler<ClaimIpSession> for SessionRegistry {
     }
 }
 
+/// Write a claimed OAuth2 refresh rotation (`refresh::rotate`); answered once durable, in a
+/// group with the other rotations and logins that queued meanwhile.
+#[derive(Message)]
+#[rtype(result = "Result<Pending<TokenResponse, OAuthError>, ActorError>")]
+pub struct RotateRefresh(pub Box<Rotation>);
+
+impl Handler<RotateRefresh> for SessionRegistry {
+    type Result = Result<Pending<TokenResponse, OAuthError>, ActorError>;
+
+    fn handle(&mut self, RotateRefresh(rotation): RotateRefresh, _: &mut Context<Self>) -> Self::Result {
+        self.queue_grouped(move |c| {
+            let rotated = refresh::rotate(c.store.as_ref(), *rotation);
+            if rotated.is_ok() {
+                c.opened_account();
+            }
+            rotated
+        })
+    }
+}
+
 impl Handler<InitiateHandoff> for SessionRegistry {
     type Result = Result<Pending<(String, String, Millis), WebError>, ActorError>;
 
@@ -549,10 +595,19 @@ impl Handler<PollHandoff> for SessionRegistry {
     }
 }
 
-/// A committed group of logins on its way to the syncer.
+/// A committed group on its way to the syncer: its logins, and the other grouped writes'
+/// answers.
 struct Applied {
     waiting: Vec<Waiting>,
     opened: Vec<Option<FluxSession>>,
+    answers: Vec<Answer>,
+}
+
+/// What the committer gathers between two commits.
+#[derive(Default)]
+struct Group {
+    logins: Vec<(OpenSession, Reply<Option<FluxSession>>)>,
+    answers: Vec<Answer>,
 }
 
 /// What is left of an [`OpenSession`] once its writes went to the store.
@@ -571,47 +626,49 @@ struct Committer {
 }
 
 impl Committer {
-    /// Takes whatever queued up while it was busy, commits consecutive logins as one group,
-    /// and runs other writes in their place, until the registry is gone.
+    /// Takes whatever queued up while it was busy: applies grouped writes in their place,
+    /// commits the logins among them as one write, and hands the group to the syncer; a write
+    /// that runs alone first ends the group before it. Until the registry is gone.
     fn run(self, queue: &Receiver<Job>) {
         while let Ok(first) = queue.recv() {
-            let mut logins = Vec::new();
+            let mut group = Group::default();
             for job in std::iter::once(first).chain(queue.try_iter().take(MAX_GROUP - 1)) {
                 match job {
-                    Job::Open(msg, reply) => logins.push((msg, reply)),
+                    Job::Open(msg, reply) => group.logins.push((msg, reply)),
+                    Job::Grouped(work) => group.answers.push(work(&self)),
                     Job::Other(work) => {
-                        self.open(std::mem::take(&mut logins));
+                        self.commit(std::mem::take(&mut group));
                         work(&self);
                     }
                 }
             }
-            self.open(logins);
+            self.commit(group);
         }
     }
 
-    fn open(&self, logins: Vec<(OpenSession, Reply<Option<FluxSession>>)>) {
-        if logins.is_empty() {
+    fn commit(&self, Group { logins, answers }: Group) {
+        if logins.is_empty() && answers.is_empty() {
             return;
         }
         if let Some(m) = &self.metrics {
-            m.registry_group_size.observe(logins.len() as f64);
+            m.registry_group_size.observe((logins.len() + answers.len()) as f64);
         }
         let (openings, waiting): (Vec<_>, Vec<_>) = logins
             .into_iter()
             .map(|(msg, reply)| (msg.opening, Waiting { signature: msg.signature, verified_at: msg.verified_at, reply }))
             .unzip();
-        match session::commit_openings(self.store.as_ref(), openings) {
-            Ok(opened) => {
-                // The syncer only ends when this thread drops its sender.
-                let _ = self.applied.send(Applied { waiting, opened });
-            }
+        let (waiting, opened) = match session::commit_openings(self.store.as_ref(), openings) {
+            Ok(opened) => (waiting, opened),
             Err(e) => {
                 tracing::error!(error = %e, logins = waiting.len(), "group commit of logins failed");
                 for w in waiting {
                     let _ = w.reply.send(Err(FluxError::from(e.clone())));
                 }
+                (Vec::new(), Vec::new())
             }
-        }
+        };
+        // The syncer only ends when this thread drops its sender.
+        let _ = self.applied.send(Applied { waiting, opened, answers });
     }
 
     fn ended(&self, n: usize) {
@@ -646,7 +703,9 @@ impl Syncer {
             // Pushes go out before the answers: a waiting page should hear of its login no
             // later than the client that made it.
             let mut answers = Vec::new();
-            for Applied { waiting, opened } in groups {
+            let mut grouped = Vec::new();
+            for Applied { waiting, opened, answers: more } in groups {
+                grouped.extend(more);
                 for (w, s) in waiting.into_iter().zip(opened) {
                     let answer = match &persisted {
                         Ok(()) => {
@@ -662,6 +721,9 @@ impl Syncer {
             }
             for (reply, answer) in answers {
                 let _ = reply.send(answer);
+            }
+            for answer in grouped {
+                answer(persisted.clone());
             }
         }
     }

@@ -11,8 +11,9 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
-use sigil_actors::sessions::{self, EndSession, OpenAccountSession};
+use sigil_actors::sessions::{self, EndSession, OpenAccountSession, RotateRefresh};
 use sigil_engine::account;
+use sigil_engine::oauth2::refresh::Claim;
 use sigil_engine::oauth2::{self as rules, AuthorizeError, AuthorizeRequest, Issuing, OAuthError};
 use sigil_engine::session;
 use sigil_engine::store::{Batch, now_ms};
@@ -393,13 +394,29 @@ async fn token(req: HttpRequest, form: web::Form<TokenForm>, state: State) -> Re
         }
         "refresh_token" => {
             let token = form.refresh_token.ok_or(OAuthError::InvalidRequest("refresh_token is required".into()))?;
-            let scope = form.scope;
-            web::block(move || {
-                let issuing = Issuing { issuer: &iss, access_ttl_ms: access_ttl, refresh_ttl_ms: refresh_ttl, keys: &keys };
-                rules::refresh(store.as_ref(), &issuing, &client, &token, scope.as_deref(), now_ms()).map(|r| (r, None))
-            })
-            .await
-            .map_err(|e| OAuthError::Unavailable(e.to_string()))?
+            // The claim reads and marks the token on this thread (store calls of microseconds);
+            // the rotation is written by the session registry's committer, grouped with the others
+            // that queued meanwhile and answered after their shared fsync.
+            let issuing = Issuing { issuer: &iss, access_ttl_ms: access_ttl, refresh_ttl_ms: refresh_ttl, keys: &keys };
+            match rules::refresh::claim(store.as_ref(), &issuing, &client, &token, form.scope.as_deref(), now_ms()) {
+                Err(e) => Err(e),
+                Ok(Claim::Reused(reuse)) => {
+                    let error = web::block(move || reuse.revoke(store.as_ref())).await.map_err(|e| OAuthError::Unavailable(e.to_string()))?;
+                    Err(error)
+                }
+                Ok(Claim::Rotation(mut rotation)) => {
+                    if rotation.wants_id_token() {
+                        let (iss, keys) = (iss.clone(), keys.clone());
+                        rotation = web::block(move || {
+                            let issuing = Issuing { issuer: &iss, access_ttl_ms: access_ttl, refresh_ttl_ms: refresh_ttl, keys: &keys };
+                            rotation.sign_id_token(&issuing, now_ms()).map(|()| rotation)
+                        })
+                        .await
+                        .map_err(|e| OAuthError::Unavailable(e.to_string()))??;
+                    }
+                    sessions::request(&state.registry, RotateRefresh(rotation)).await.map(|r| (r, None))
+                }
+            }
         }
         "client_credentials" => {
             rules::client_credentials(&client, form.scope.as_deref().unwrap_or(""), access_ttl, now_ms()).map(|(r, key, s)| (r, Some((key, s))))
@@ -455,7 +472,7 @@ async fn introspect(req: HttpRequest, form: web::Form<TokenOnly>, state: State) 
     let found = rules::access_token(state.store.as_ref(), &form.token)?;
     let body = match found {
         Some(s) if s.oauth.as_ref().is_some_and(|g| g.client_id == client.client_id) => {
-            let grant = s.oauth.clone().unwrap_or_else(|| sigil_engine::session::OAuthGrant { client_id: String::new(), scopes: Vec::new() });
+            let grant = s.oauth.clone().unwrap_or_else(|| sigil_engine::session::OAuthGrant { client_id: String::new(), scopes: Vec::new(), family: None });
             let mut out = json!({
                 "active": true,
                 "scope": grant.scopes.join(" "),

@@ -219,11 +219,14 @@ impl Sigil {
                 .configure(routes::health::configure)
                 // Before the admin scope, which answers every other `/api/admin` path.
                 .configure(flux::routes::configure)
-                .configure(flux::ws::configure)
                 .configure(tokens::routes::configure)
                 .configure(crate::oauth2::configure_root)
                 .configure(v1::routes::configure)
                 .configure(admin::configure)
+                // Routes are tried in order and a pattern with a parameter costs a regex match:
+                // the websockets' (long-lived, one match per socket) come after the hot request
+                // paths.
+                .configure(flux::ws::configure)
                 .configure(|cfg| {
                     if ui_enabled {
                         crate::ui::configure(cfg);

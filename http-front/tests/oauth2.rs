@@ -272,6 +272,7 @@ async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
         async move { send(http().get(url).bearer_auth(access)).await.0 }
     };
 
+    let (other_access, _) = fresh_grant().await;
     let (access1, refresh1) = fresh_grant().await;
     let (status, _, body) = token(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh1.clone())]).await;
     assert_eq!(status, 200, "{body}");
@@ -284,12 +285,17 @@ async fn refresh_tokens_rotate_and_a_reuse_revokes_the_family() {
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
     assert_eq!(userinfo(access1).await, 401);
     assert_eq!(userinfo(access2).await, 401);
+    assert_eq!(userinfo(other_access).await, 200, "another grant of the same account is not touched");
     let (status, _, _) = token(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh2)]).await;
     assert_eq!(status, 400, "the rotated token died with its family");
     // Narrowing is allowed, widening is not.
     let (_, refresh) = fresh_grant().await;
     let (status, _, body) = token(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh.clone()), ("scope", "openid email".into())]).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")));
+    // The refused request burnt nothing: the token still refreshes, narrowed.
+    let (status, _, body) = token(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh.clone()), ("scope", "openid".into())]).await;
+    assert_eq!((status, body["scope"].as_str()), (200, Some("openid")), "{body}");
+    assert!(body["id_token"].is_string());
 
     // Twenty parallel uses of one refresh token: exactly one success.
     let (_, refresh) = fresh_grant().await;
@@ -330,7 +336,40 @@ async fn the_provider_survives_kill_9() {
     let (status, _, tokens) = send(http().post(p.s.url("/v1/oauth2/token")).basic_auth(&id, Some(&secret)).form(&form)).await;
     assert_eq!(status, 200, "{tokens}");
 
+    // Eight more grants, each refreshed in a loop (rotations are group-committed and answered
+    // after their shared fsync) until the server is killed: every rotation that was answered
+    // must survive.
+    let mut grants = Vec::new();
+    for _ in 0..8 {
+        let code = p.code_for(&url, &session).await["code"].clone();
+        let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT)];
+        let (status, _, body) = send(http().post(p.s.url("/v1/oauth2/token")).basic_auth(&id, Some(&secret)).form(&form)).await;
+        assert_eq!(status, 200, "{body}");
+        grants.push(body["refresh_token"].as_str().unwrap().to_string());
+    }
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let chains: Vec<_> = grants
+        .into_iter()
+        .map(|mut refresh| {
+            let (url, id, secret, acked) = (p.s.url("/v1/oauth2/token"), id.clone(), secret.clone(), acked.clone());
+            tokio::spawn(async move {
+                loop {
+                    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
+                    let Ok(res) = http().post(&url).basic_auth(&id, Some(&secret)).form(&form).send().await else { return };
+                    let Ok(body) = res.json::<serde_json::Value>().await else { return };
+                    let (Some(access), Some(next)) = (body["access_token"].as_str(), body["refresh_token"].as_str()) else { return };
+                    acked.lock().unwrap().push(access.to_string());
+                    refresh = next.to_string();
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+
     p.s.kill9();
+    futures_util::future::join_all(chains).await;
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    assert!(acked.len() >= 8, "the grants were refreshed before the kill ({} rotations)", acked.len());
     let env_port = p.base.rsplit(':').next().unwrap().to_string();
     let listen = format!("127.0.0.1:{env_port}");
     p.s = common::serve(
@@ -347,6 +386,10 @@ async fn the_provider_survives_kill_9() {
     assert_eq!(jwks, again, "the signing key is kept");
     let (status, _, _) = send(http().get(p.s.url("/v1/oauth2/userinfo")).bearer_auth(tokens["access_token"].as_str().unwrap())).await;
     assert_eq!(status, 200);
+    for access in &acked {
+        let (status, _, _) = send(http().get(p.s.url("/v1/oauth2/userinfo")).bearer_auth(access)).await;
+        assert_eq!(status, 200, "an access token answered before the kill -9 was lost ({} rotations answered)", acked.len());
+    }
     let form = [("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())];
     let (status, _, body) = send(http().post(p.s.url("/v1/oauth2/token")).basic_auth(&id, Some(&secret)).form(&form)).await;
     assert_eq!(status, 200, "{body}");

@@ -15,7 +15,6 @@
 pub mod keys;
 
 pub mod refresh;
-pub use refresh::refresh;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -432,17 +431,17 @@ pub fn redeem_code(
         (None, None) => {}
     }
     let account = account::get(store, &grant.account)?.filter(|a| !a.disabled).ok_or(OAuthError::InvalidGrant("the account is gone or disabled".into()))?;
-    let (token, key, s) = mint_access(&account.guid, &client.client_id, &grant.scopes, issuing.access_ttl_ms, now)?;
+    // A refresh token (offline_access) starts a new family, which its access tokens name.
+    let family = if grant.scopes.iter().any(|s| s == "offline_access") { Some(random_id().map_err(unavailable)?) } else { None };
+    let (token, key, s) = mint_access(&account.guid, &client.client_id, &grant.scopes, family.as_deref(), issuing.access_ttl_ms, now)?;
     let id_token = if grant.scopes.iter().any(|s| s == "openid") {
         Some(issuing.keys.id_token(issuing.issuer, &account, &client.client_id, grant.nonce.as_deref(), grant.auth_time, now, issuing.access_ttl_ms, &grant.scopes).map_err(unavailable)?)
     } else {
         None
     };
-    // A refresh token (offline_access) starts a new family.
-    let family = if grant.scopes.iter().any(|s| s == "offline_access") {
-        Some(refresh::start_family(store, issuing, &account.guid, &client.client_id, &grant.scopes, &key, now)?)
-    } else {
-        None
+    let family = match family {
+        Some(family) => Some((family.clone(), refresh::start_family(store, issuing, &family, &account.guid, &client.client_id, &grant.scopes, now)?)),
+        None => None,
     };
     // Remember what the code issued, for as long as the code could be replayed.
     let mut b = Batch::new();
@@ -461,10 +460,17 @@ pub fn redeem_code(
 }
 
 /// An access token session (not yet written: the registry opens it).
-pub(crate) fn mint_access(owner: &str, client_id: &str, scopes: &[String], ttl_ms: Millis, now: Millis) -> Result<(BearerToken, Vec<u8>, AccountSession), OAuthError> {
+pub(crate) fn mint_access(
+    owner: &str,
+    client_id: &str,
+    scopes: &[String],
+    family: Option<&str>,
+    ttl_ms: Millis,
+    now: Millis,
+) -> Result<(BearerToken, Vec<u8>, AccountSession), OAuthError> {
     let origin = Origin { ip: String::new(), user_agent: format!("oauth2 client {client_id}") };
     let (token, key, mut s) = AccountSession::mint(owner, Dialect::OAuth, &origin, ttl_ms, None, true, now).map_err(unavailable)?;
-    s.oauth = Some(OAuthGrant { client_id: client_id.to_string(), scopes: scopes.to_vec() });
+    s.oauth = Some(OAuthGrant { client_id: client_id.to_string(), scopes: scopes.to_vec(), family: family.map(str::to_string) });
     Ok((token, key, s))
 }
 
@@ -477,7 +483,7 @@ pub fn client_credentials(client: &Client, scope: &str, access_ttl_ms: Millis, n
     if let Some(s) = scopes.iter().find(|s| !client.scopes.contains(s) || matches!(s.as_str(), "openid" | "offline_access")) {
         return Err(OAuthError::InvalidScope(format!("{s} cannot be granted to the client itself")));
     }
-    let (token, key, s) = mint_access(&format!("client:{}", client.client_id), &client.client_id, &scopes, access_ttl_ms, now)?;
+    let (token, key, s) = mint_access(&format!("client:{}", client.client_id), &client.client_id, &scopes, None, access_ttl_ms, now)?;
     let response = TokenResponse {
         access_token: token.secret,
         token_type: "Bearer",

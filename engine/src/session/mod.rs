@@ -109,6 +109,10 @@ pub struct AccountSession {
 pub struct OAuthGrant {
     pub client_id: String,
     pub scopes: Vec<String>,
+    /// The refresh-token family that issued it (`offline_access` grants): revoking the family
+    /// ends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
 }
 
 /// A sudo-mode grant: the hash of its token and when it lapses.
@@ -123,6 +127,9 @@ pub struct SudoGrant {
 pub const MAX_2FA_ATTEMPTS: u8 = 5;
 
 /// Any kind of session.
+// A session is a short-lived value decoded per request and moved, not stored in bulk: boxing
+// the account variant would only add an allocation to every lookup.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Session {
     Wallet(FluxSession),
@@ -277,9 +284,15 @@ fn end_with(store: &dyn Store, key: &[u8], relaxed: bool, only_if: &dyn Fn(&Sess
 /// atomically as [`end`] does, with one fsync for all of them at the end. Sessions that ended
 /// concurrently are skipped; returns how many this call ended.
 pub fn end_many(store: &dyn Store, keyed: &[(Vec<u8>, Session)]) -> Result<usize, StoreError> {
+    end_keys(store, keyed.iter().map(|(key, _)| key))
+}
+
+/// [`end_many`] by keys alone (sessions some other record lists, e.g. an OAuth2 grant's);
+/// keys of sessions already gone are skipped.
+pub fn end_keys<K: AsRef<[u8]>>(store: &dyn Store, keys: impl IntoIterator<Item = K>) -> Result<usize, StoreError> {
     let mut n = 0;
-    for (key, _) in keyed {
-        n += usize::from(end_with(store, key, true, &|_| true)?.is_some());
+    for key in keys {
+        n += usize::from(end_with(store, key.as_ref(), true, &|_| true)?.is_some());
     }
     store.persist()?;
     Ok(n)

@@ -29,6 +29,9 @@ type State = web::Data<AccountsState>;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1")
+            // First: the token endpoint is the hottest /v1 path, and routes with a parameter
+            // below cost a regex match each for every request that passes them.
+            .configure(crate::oauth2::configure_v1)
             .route("/auth/login", web::post().to(login))
             .route("/auth/mfa/totp", web::post().to(mfa_totp))
             .route("/auth/mfa/sms/send", web::post().to(mfa_sms_send))
@@ -48,7 +51,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/users/@me", web::get().to(me))
             .configure(super::passkeys::configure)
             .configure(super::sso::configure)
-            .configure(crate::oauth2::configure_v1)
             .route("/internal/sessions/validate", web::post().to(validate))
             .default_service(web::to(unknown)),
     );
