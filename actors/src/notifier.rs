@@ -6,9 +6,9 @@
 //! the topic is then empty (Flux websockets send one frame and close).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use actix::prelude::*;
 use sigil_engine::flux::session::{FluxSession, ProvidedSignature};
 use tokio::sync::oneshot;
 
@@ -40,121 +40,119 @@ pub struct Event {
     pub committed_at: Instant,
 }
 
-#[derive(Message)]
-#[rtype(result = "(u64, oneshot::Receiver<Event>)")]
-pub struct Subscribe(pub Topic);
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unsubscribe(pub Topic, pub u64);
-
-/// An event committed on this node: delivered here, and (in cluster mode) to the other nodes.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct Publish(pub Topic, pub Event);
-
-/// An event another node committed (from the relay): delivered here only.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct Deliver(pub Topic, pub Event);
-
-/// Cluster mode: send every published event to the other nodes through `Relay`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AttachRelay(pub crate::relay::Relay);
+/// The subscriptions of one node, shared by the threads that publish (the registry's syncer
+/// and committer, the cluster relay) and the websocket tasks that wait.
+///
+/// Not an actor: a push is a map lookup and a oneshot send, done under a short lock by the
+/// thread that committed the event, so the event goes straight from the fsync to the waiting
+/// socket's task without passing through a notifier thread (one hand-off fewer per push;
+/// docs/benchmarks.md). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+}
 
 #[derive(Default)]
-pub struct Notifier {
+struct Inner {
+    subscriptions: Mutex<Subscriptions>,
+    metrics: Option<ActorMetrics>,
+    relay: OnceLock<crate::relay::Relay>,
+}
+
+#[derive(Default)]
+struct Subscriptions {
     topics: HashMap<Topic, Vec<(u64, oneshot::Sender<Event>)>>,
     next_id: u64,
-    metrics: Option<ActorMetrics>,
-    relay: Option<crate::relay::Relay>,
+    /// Subscribers in `topics` (kept, not counted at every change: 100k sockets wait at once).
+    count: usize,
 }
 
 impl Notifier {
     pub fn new(metrics: Option<ActorMetrics>) -> Self {
-        Self { metrics, ..Self::default() }
+        Self { inner: Arc::new(Inner { metrics, ..Inner::default() }) }
     }
 
-    fn count(&self) {
-        if let Some(m) = &self.metrics {
-            m.subscriptions.set(self.topics.values().map(Vec::len).sum::<usize>() as i64);
+    /// The state is a map of senders that a panic cannot leave half-changed: a poisoned lock
+    /// is as good as a clean one.
+    fn lock(&self) -> MutexGuard<'_, Subscriptions> {
+        self.inner.subscriptions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn gauge(&self, count: usize) {
+        if let Some(m) = &self.inner.metrics {
+            m.subscriptions.set(count as i64);
         }
     }
-}
 
-impl Actor for Notifier {
-    type Context = Context<Self>;
-}
-
-impl Handler<Subscribe> for Notifier {
-    type Result = MessageResult<Subscribe>;
-
-    fn handle(&mut self, Subscribe(topic): Subscribe, _: &mut Context<Self>) -> Self::Result {
-        self.next_id += 1;
+    /// Waits for the next event of `topic`: answers the subscription's id (for
+    /// [`Notifier::unsubscribe`]) and where the event will arrive.
+    pub fn subscribe(&self, topic: Topic) -> (u64, oneshot::Receiver<Event>) {
         let (tx, rx) = oneshot::channel();
-        let subscribers = self.topics.entry(topic).or_default();
+        let mut subs = self.lock();
+        subs.next_id += 1;
+        let id = subs.next_id;
+        let subscribers = subs.topics.entry(topic).or_default();
         // Drop subscribers whose websocket is already gone before adding one.
+        let before = subscribers.len();
         subscribers.retain(|(_, tx)| !tx.is_closed());
-        subscribers.push((self.next_id, tx));
-        self.count();
-        MessageResult((self.next_id, rx))
+        subscribers.push((id, tx));
+        let added = subscribers.len();
+        subs.count = subs.count + added - before;
+        let count = subs.count;
+        drop(subs);
+        self.gauge(count);
+        (id, rx)
     }
-}
 
-impl Handler<Unsubscribe> for Notifier {
-    type Result = ();
-
-    fn handle(&mut self, Unsubscribe(topic, id): Unsubscribe, _: &mut Context<Self>) {
-        if let Some(subscribers) = self.topics.get_mut(&topic) {
+    pub fn unsubscribe(&self, topic: &Topic, id: u64) {
+        let mut subs = self.lock();
+        let mut removed = 0;
+        if let Some(subscribers) = subs.topics.get_mut(topic) {
+            let before = subscribers.len();
             subscribers.retain(|(sid, _)| *sid != id);
+            removed = before - subscribers.len();
             if subscribers.is_empty() {
-                self.topics.remove(&topic);
+                subs.topics.remove(topic);
             }
         }
-        self.count();
+        subs.count -= removed;
+        let count = subs.count;
+        drop(subs);
+        self.gauge(count);
     }
-}
 
-impl Handler<Publish> for Notifier {
-    type Result = usize;
-
-    fn handle(&mut self, Publish(topic, event): Publish, _: &mut Context<Self>) -> usize {
-        if let Some(relay) = &self.relay {
+    /// An event committed on this node: delivered here, and (in cluster mode) sent to the other
+    /// nodes. Answers how many local subscribers got it.
+    pub fn publish(&self, topic: Topic, event: Event) -> usize {
+        if let Some(relay) = self.inner.relay.get() {
             relay.send(&topic, &event);
         }
         self.deliver(topic, event)
     }
-}
 
-impl Handler<Deliver> for Notifier {
-    type Result = usize;
-
-    fn handle(&mut self, Deliver(topic, event): Deliver, _: &mut Context<Self>) -> usize {
-        self.deliver(topic, event)
-    }
-}
-
-impl Handler<AttachRelay> for Notifier {
-    type Result = ();
-
-    fn handle(&mut self, AttachRelay(relay): AttachRelay, _: &mut Context<Self>) {
-        self.relay = Some(relay);
-    }
-}
-
-impl Notifier {
-    /// Hands `event` to every current subscriber of `topic` once; the topic is then empty.
-    fn deliver(&mut self, topic: Topic, event: Event) -> usize {
-        let Some(subscribers) = self.topics.remove(&topic) else { return 0 };
+    /// An event another node committed (from the relay): delivered here only. Every current
+    /// subscriber of `topic` gets it once; the topic is then empty.
+    pub fn deliver(&self, topic: Topic, event: Event) -> usize {
+        let mut subs = self.lock();
+        let Some(subscribers) = subs.topics.remove(&topic) else { return 0 };
+        subs.count -= subscribers.len();
+        let count = subs.count;
+        drop(subs);
+        self.gauge(count);
         let mut delivered = 0;
         for (_, tx) in subscribers {
-            if tx.send(event.clone()).is_ok() {
+            if !tx.is_closed() && tx.send(event.clone()).is_ok() {
                 delivered += 1;
             }
         }
-        self.count();
         delivered
+    }
+
+    /// Cluster mode: send every published event to the other nodes through `relay` (once).
+    pub fn attach_relay(&self, relay: crate::relay::Relay) {
+        if self.inner.relay.set(relay).is_err() {
+            tracing::warn!("a second relay was not attached");
+        }
     }
 }
 
@@ -177,15 +175,19 @@ mod tests {
 
     #[actix_web::test]
     async fn one_event_reaches_every_subscriber_once() {
-        let n = Notifier::default().start();
+        let registry = prometheus::Registry::new();
+        let metrics = ActorMetrics::new(&registry).unwrap();
+        let n = Notifier::new(Some(metrics.clone()));
         let topic = Topic::Sign("id".into());
-        let (_, a) = n.send(Subscribe(topic.clone())).await.unwrap();
-        let (_, b) = n.send(Subscribe(topic.clone())).await.unwrap();
-        let (_, other) = n.send(Subscribe(Topic::Sign("other".into()))).await.unwrap();
-        assert_eq!(n.send(Publish(topic.clone(), event())).await.unwrap(), 2);
+        let (_, a) = n.subscribe(topic.clone());
+        let (_, b) = n.subscribe(topic.clone());
+        let (_, other) = n.subscribe(Topic::Sign("other".into()));
+        assert_eq!(metrics.subscriptions.get(), 3);
+        assert_eq!(n.publish(topic.clone(), event()), 2);
+        assert_eq!(metrics.subscriptions.get(), 1, "the delivered ones are gone");
         assert!(matches!(a.await.unwrap().payload, Payload::Signature(_)));
         assert!(matches!(b.await.unwrap().payload, Payload::Signature(_)));
-        assert_eq!(n.send(Publish(topic, event())).await.unwrap(), 0, "the topic is consumed");
+        assert_eq!(n.publish(topic, event()), 0, "the topic is consumed");
         drop(other);
     }
 
@@ -193,14 +195,19 @@ mod tests {
     async fn unsubscribed_and_dropped_subscribers_get_nothing() {
         let registry = prometheus::Registry::new();
         let metrics = ActorMetrics::new(&registry).unwrap();
-        let n = Notifier::new(Some(metrics.clone())).start();
+        let n = Notifier::new(Some(metrics.clone()));
         let topic = Topic::Login("p".into());
-        let (id, _rx) = n.send(Subscribe(topic.clone())).await.unwrap();
+        let (id, _rx) = n.subscribe(topic.clone());
         assert_eq!(metrics.subscriptions.get(), 1);
-        n.send(Unsubscribe(topic.clone(), id)).await.unwrap();
+        n.unsubscribe(&topic, id);
         assert_eq!(metrics.subscriptions.get(), 0);
-        let (_, dropped) = n.send(Subscribe(topic.clone())).await.unwrap();
+        let (_, dropped) = n.subscribe(topic.clone());
         drop(dropped);
-        assert_eq!(n.send(Publish(topic, event())).await.unwrap(), 0);
+        assert_eq!(n.publish(topic.clone(), event()), 0);
+        // A subscriber that went away is dropped when the next one comes.
+        let (_, gone) = n.subscribe(topic.clone());
+        drop(gone);
+        let (_, _kept) = n.subscribe(topic);
+        assert_eq!(metrics.subscriptions.get(), 1);
     }
 }

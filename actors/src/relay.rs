@@ -13,14 +13,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Addr;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 use redis::cluster::ClusterClientBuilder;
 use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
 use serde::{Deserialize, Serialize};
 use sigil_engine::store::{Millis, now_ms};
 
-use crate::notifier::{Deliver, Event, Notifier, Payload, Topic};
+use crate::notifier::{Event, Notifier, Payload, Topic};
 
 /// How many channels the events are spread over.
 pub const SHARDS: u32 = 16;
@@ -125,7 +124,7 @@ impl Relay {
         urls: &[String],
         cluster: bool,
         timeout: Duration,
-        notifier: Addr<Notifier>,
+        notifier: Notifier,
         metrics: Option<RelayMetrics>,
     ) -> Result<Relay, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -213,7 +212,7 @@ impl Relay {
     }
 }
 
-fn receive(node: u64, notifier: &Addr<Notifier>, metrics: Option<&RelayMetrics>, info: PushInfo) {
+fn receive(node: u64, notifier: &Notifier, metrics: Option<&RelayMetrics>, info: PushInfo) {
     if !matches!(info.kind, PushKind::Message | PushKind::SMessage) {
         return;
     }
@@ -227,7 +226,7 @@ fn receive(node: u64, notifier: &Addr<Notifier>, metrics: Option<&RelayMetrics>,
             }
             // The push latency is measured from the commit on the other node.
             let committed_at = Instant::now().checked_sub(Duration::from_millis(lag)).unwrap_or_else(Instant::now);
-            notifier.do_send(Deliver(w.topic, Event { payload: w.payload, committed_at }));
+            notifier.deliver(w.topic, Event { payload: w.payload, committed_at });
             "delivered"
         }
         Err(_) => "malformed",

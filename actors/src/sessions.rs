@@ -23,7 +23,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::prelude::*;
 use crossbeam::channel::{Receiver, Sender};
 use sigil_engine::flux::FluxError;
 use sigil_engine::flux::login::SignedPhrase;
@@ -40,7 +39,7 @@ use tokio::sync::oneshot;
 
 use crate::ActorError;
 use crate::metrics::ActorMetrics;
-use crate::notifier::{Event, Notifier, Payload, Publish, Topic};
+use crate::notifier::{Event, Notifier, Payload, Topic};
 
 /// The committer's answer to one request, delivered once its write is durable. `E` is the
 /// error type of the dialect that asked (the registry itself only fails with [`ActorError`],
@@ -51,8 +50,6 @@ pub type Pending<T, E = FluxError> = oneshot::Receiver<Result<T, E>>;
 const MAX_GROUP: usize = 512;
 
 /// Consume the phrase and open the session; `None` if another login took the phrase first.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<Option<FluxSession>>, ActorError>")]
 pub struct OpenSession {
     /// From [`session::prepare_opening`].
     pub opening: Opening,
@@ -63,30 +60,20 @@ pub struct OpenSession {
 }
 
 /// End one session; with `zelid`, only if it belongs to that zelid.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<bool>, ActorError>")]
 pub struct Logout {
     pub phrase: String,
     pub zelid: Option<String>,
 }
 
-#[derive(Message)]
-#[rtype(result = "Result<Pending<usize>, ActorError>")]
 pub struct LogoutAll {
     pub zelid: String,
 }
 
-#[derive(Message)]
-#[rtype(result = "Result<Pending<usize>, ActorError>")]
 pub struct LogoutEveryone;
 
 /// Keep a signature for `/ws/sign/{identifier}` and push it to waiting sockets.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<session::ProvidedSignature>, ActorError>")]
 pub struct ProvideSignature(pub SignedPhrase);
 
-#[derive(Message)]
-#[rtype(result = "Result<Pending<()>, ActorError>")]
 pub struct SetAppOwner {
     pub app: String,
     pub owner: String,
@@ -94,32 +81,24 @@ pub struct SetAppOwner {
 
 /// Open an account session (token or cookie): commit the writes the dialect prepared
 /// (`tokens::open_writes`), durably.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<(), ActorError>, ActorError>")]
 pub struct OpenAccountSession {
     pub writes: Batch,
 }
 
 /// End the session under `key`, of any kind — the one revocation path. With `owner`, only if
 /// it belongs to that owner. Answers the session ended, if one was live.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<Option<Session>, ActorError>, ActorError>")]
 pub struct EndSession {
     pub key: Vec<u8>,
     pub owner: Option<String>,
 }
 
 /// End every session of an owner (a zelid or an account guid), of every kind.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<usize, ActorError>, ActorError>")]
 pub struct EndSessionsOf {
     pub owner: String,
 }
 
 /// Check a token's second factor (`tokens::second_factor`): attempts and codes are counted
 /// and consumed atomically.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<bool, TokenError>, ActorError>")]
 pub struct TokenSecondFactor {
     pub key: Vec<u8>,
     pub method: Method,
@@ -127,16 +106,12 @@ pub struct TokenSecondFactor {
 }
 
 /// Start an SMS second factor for a token (`tokens::issue_sms`); answers what to send.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<Option<SmsToSend>, TokenError>, ActorError>")]
 pub struct IssueTokenSms {
     pub key: Vec<u8>,
     pub account: Account,
 }
 
 /// Issue a `/v1` MFA ticket for an account whose password was right (`web::issue_ticket`).
-#[derive(Message)]
-#[rtype(result = "Result<Pending<String, WebError>, ActorError>")]
 pub struct IssueMfaTicket {
     pub account: Account,
     pub origin: Origin,
@@ -145,8 +120,6 @@ pub struct IssueMfaTicket {
 
 /// Answer a `/v1` MFA ticket with a code (`web::redeem_ticket`): the ticket is consumed and
 /// the session opened in one atomic write.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<(BearerToken, AccountSession, Account), WebError>, ActorError>")]
 pub struct RedeemMfaTicket {
     pub ticket: String,
     pub factor: TicketFactor,
@@ -155,31 +128,23 @@ pub struct RedeemMfaTicket {
 }
 
 /// Start the SMS factor of a `/v1` MFA ticket (`web::ticket_sms`); answers what to send.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<Option<SmsToSend>, WebError>, ActorError>")]
 pub struct SendTicketSms {
     pub ticket: String,
 }
 
 /// Put a `/v1` session in sudo mode (`web::grant_sudo`); answers the sudo token.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<String, WebError>, ActorError>")]
 pub struct GrantSudo {
     pub key: Vec<u8>,
     pub ttl_ms: Millis,
 }
 
 /// End the sessions of `owner` whose public ids are listed (others' ids are ignored).
-#[derive(Message)]
-#[rtype(result = "Result<Pending<usize, ActorError>, ActorError>")]
 pub struct EndSessionsById {
     pub owner: String,
     pub ids: Vec<String>,
 }
 
 /// Start a `/v1` new-location approval; answers (ticket, code).
-#[derive(Message)]
-#[rtype(result = "Result<Pending<(String, String), WebError>, ActorError>")]
 pub struct StartIpAuthorization {
     pub account: Account,
     pub origin: Origin,
@@ -187,38 +152,28 @@ pub struct StartIpAuthorization {
 }
 
 /// Approve a new login address by its code; wakes the waiting websocket.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<(), WebError>, ActorError>")]
 pub struct ApproveIp {
     pub code: String,
 }
 
 /// Take the session of an approved new-location login (`None` while it waits).
-#[derive(Message)]
-#[rtype(result = "Result<Pending<Option<(BearerToken, AccountSession, Account)>, WebError>, ActorError>")]
 pub struct ClaimIpSession {
     pub wait_id: String,
     pub session_ttl_ms: Millis,
 }
 
 /// Start a handoff (`web::initiate_handoff`): (code, poll secret, expires_at).
-#[derive(Message)]
-#[rtype(result = "Result<Pending<(String, String, Millis), WebError>, ActorError>")]
 pub struct InitiateHandoff {
     pub ttl_ms: Millis,
 }
 
 /// A logged-in account approves a handoff.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<(), WebError>, ActorError>")]
 pub struct CompleteHandoff {
     pub code: String,
     pub account: String,
 }
 
 /// The new device's poll; opens its session once the handoff is complete.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<HandoffStatus, WebError>, ActorError>")]
 pub struct PollHandoff {
     pub code: String,
     pub poll_secret: Option<String>,
@@ -227,19 +182,26 @@ pub struct PollHandoff {
 }
 
 /// Sends `msg` to the registry and waits until its write is committed.
-pub async fn request<M, T, E>(registry: &Addr<SessionRegistry>, msg: M) -> Result<T, E>
-where
-    SessionRegistry: Handler<M>,
-    M: Message<Result = Result<Pending<T, E>, ActorError>> + Send + 'static,
-    T: Send + 'static,
-    E: From<ActorError> + Send + 'static,
-{
-    let gone = || E::from(ActorError::Gone("the session registry"));
-    let pending = registry.send(msg).await.map_err(|_| gone())?.map_err(|e| {
+pub async fn request<M: Write>(registry: &SessionRegistry, msg: M) -> Result<M::Ok, M::Err> {
+    let gone = || M::Err::from(ActorError::Gone("the session registry"));
+    let pending = msg.submit(registry).map_err(|e| {
         tracing::warn!(error = %e, "session registry unavailable");
-        E::from(e)
+        M::Err::from(e)
     })?;
     pending.await.map_err(|_| gone())?
+}
+
+/// A write the registry commits: how it is queued for the committer. Implemented by every
+/// message above; callers use [`request`].
+pub trait Write: Send + 'static {
+    /// What the request answers once its write is durable.
+    type Ok: Send + 'static;
+    /// The asking dialect's error (see [`Pending`]).
+    type Err: From<ActorError> + Send + 'static;
+
+    /// Queues the write (on the calling thread: a channel send, no hand-off to another task)
+    /// and answers where its outcome will arrive.
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError>;
 }
 
 type Reply<T, E = FluxError> = oneshot::Sender<Result<T, E>>;
@@ -257,20 +219,23 @@ enum Job {
 /// Answers a [`Job::Grouped`] request, given how its group's fsync went.
 type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
+/// The registry's handle: cheap to clone; sending a write is a channel send on the caller's
+/// thread, so a request reaches the committer without passing through an actor's mailbox.
+#[derive(Clone)]
 pub struct SessionRegistry {
     jobs: Sender<Job>,
 }
 
 impl SessionRegistry {
     /// Starts the registry and its committer and syncer threads (which end when it does).
-    pub fn start(store: Arc<dyn Store>, notifier: Addr<Notifier>, metrics: Option<ActorMetrics>) -> std::io::Result<Addr<Self>> {
+    pub fn start(store: Arc<dyn Store>, notifier: Notifier, metrics: Option<ActorMetrics>) -> std::io::Result<Self> {
         let (jobs, queue) = crossbeam::channel::unbounded();
         let (applied, to_sync) = crossbeam::channel::unbounded();
         let syncer = Syncer { store: store.clone(), notifier: notifier.clone(), metrics: metrics.clone() };
         std::thread::Builder::new().name("sigil-syncer".into()).spawn(move || syncer.run(&to_sync))?;
         let committer = Committer { store, notifier, metrics, applied };
         std::thread::Builder::new().name("sigil-committer".into()).spawn(move || committer.run(&queue))?;
-        Ok(Self { jobs }.start())
+        Ok(Self { jobs })
     }
 
     fn queue<T: Send + 'static, E: Send + 'static>(
@@ -304,25 +269,35 @@ impl SessionRegistry {
     }
 }
 
-impl Actor for SessionRegistry {
-    type Context = Context<Self>;
-}
 
-impl Handler<OpenSession> for SessionRegistry {
-    type Result = Result<Pending<Option<FluxSession>>, ActorError>;
+impl Write for OpenSession {
+    type Ok = Option<FluxSession>;
+    type Err = FluxError;
 
-    fn handle(&mut self, msg: OpenSession, _: &mut Context<Self>) -> Self::Result {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
         let (tx, rx) = oneshot::channel();
-        self.jobs.send(Job::Open(msg, tx)).map_err(|_| ActorError::Gone("the session registry"))?;
+        registry.jobs.send(Job::Open(self, tx)).map_err(|_| ActorError::Gone("the session registry"))?;
         Ok(rx)
     }
 }
 
-impl Handler<Logout> for SessionRegistry {
-    type Result = Result<Pending<bool>, ActorError>;
+impl SessionRegistry {
+    /// Queues a login whose signature was just found valid and answers `reply` once its
+    /// session is durable: [`OpenSession`] for the verifier's thread, so the request that waits
+    /// for it is woken once, with the outcome. If the registry is gone, `reply` is dropped and
+    /// the request hears so.
+    pub fn open_verified(&self, msg: OpenSession, reply: oneshot::Sender<Result<Option<FluxSession>, FluxError>>) {
+        let _ = self.jobs.send(Job::Open(msg, reply));
+    }
+}
 
-    fn handle(&mut self, msg: Logout, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| {
+impl Write for Logout {
+    type Ok = bool;
+    type Err = FluxError;
+
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let msg = self;
+        registry.queue(move |c| {
             let ended = session::logout(c.store.as_ref(), &msg.phrase, msg.zelid.as_deref())?.is_some();
             c.ended(usize::from(ended));
             Ok(ended)
@@ -330,11 +305,13 @@ impl Handler<Logout> for SessionRegistry {
     }
 }
 
-impl Handler<LogoutAll> for SessionRegistry {
-    type Result = Result<Pending<usize>, ActorError>;
+impl Write for LogoutAll {
+    type Ok = usize;
+    type Err = FluxError;
 
-    fn handle(&mut self, msg: LogoutAll, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let msg = self;
+        registry.queue(move |c| {
             let n = session::logout_all_of(c.store.as_ref(), &msg.zelid)?.len();
             c.ended(n);
             Ok(n)
@@ -342,11 +319,12 @@ impl Handler<LogoutAll> for SessionRegistry {
     }
 }
 
-impl Handler<LogoutEveryone> for SessionRegistry {
-    type Result = Result<Pending<usize>, ActorError>;
+impl Write for LogoutEveryone {
+    type Ok = usize;
+    type Err = FluxError;
 
-    fn handle(&mut self, _: LogoutEveryone, _: &mut Context<Self>) -> Self::Result {
-        self.queue(|c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        registry.queue(|c| {
             let n = session::logout_everyone(c.store.as_ref())?.len();
             c.ended(n);
             Ok(n)
@@ -354,32 +332,38 @@ impl Handler<LogoutEveryone> for SessionRegistry {
     }
 }
 
-impl Handler<ProvideSignature> for SessionRegistry {
-    type Result = Result<Pending<session::ProvidedSignature>, ActorError>;
+impl Write for ProvideSignature {
+    type Ok = session::ProvidedSignature;
+    type Err = FluxError;
 
-    fn handle(&mut self, ProvideSignature(signed): ProvideSignature, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let ProvideSignature(signed) = self;
+        registry.queue(move |c| {
             let provided = session::provide_signature(c.store.as_ref(), &signed, now_ms())?;
             let event = Event { payload: Payload::Signature(provided.clone()), committed_at: Instant::now() };
-            c.notifier.do_send(Publish(Topic::Sign(provided.identifier.clone()), event));
+            c.notifier.publish(Topic::Sign(provided.identifier.clone()), event);
             Ok(provided)
         })
     }
 }
 
-impl Handler<SetAppOwner> for SessionRegistry {
-    type Result = Result<Pending<()>, ActorError>;
+impl Write for SetAppOwner {
+    type Ok = ();
+    type Err = FluxError;
 
-    fn handle(&mut self, msg: SetAppOwner, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| Ok(session::set_app_owner(c.store.as_ref(), &msg.app, &msg.owner)?))
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let msg = self;
+        registry.queue(move |c| Ok(session::set_app_owner(c.store.as_ref(), &msg.app, &msg.owner)?))
     }
 }
 
-impl Handler<OpenAccountSession> for SessionRegistry {
-    type Result = Result<Pending<(), ActorError>, ActorError>;
+impl Write for OpenAccountSession {
+    type Ok = ();
+    type Err = ActorError;
 
-    fn handle(&mut self, msg: OpenAccountSession, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let msg = self;
+        registry.queue(move |c| {
             c.store.write(msg.writes)?;
             c.opened_account();
             Ok(())
@@ -387,11 +371,13 @@ impl Handler<OpenAccountSession> for SessionRegistry {
     }
 }
 
-impl Handler<EndSession> for SessionRegistry {
-    type Result = Result<Pending<Option<Session>, ActorError>, ActorError>;
+impl Write for EndSession {
+    type Ok = Option<Session>;
+    type Err = ActorError;
 
-    fn handle(&mut self, msg: EndSession, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let msg = self;
+        registry.queue(move |c| {
             let owner = msg.owner;
             let only = |s: &Session| owner.as_deref().is_none_or(|o| o == s.owner());
             let ended = any_session::end(c.store.as_ref(), &msg.key, &only)?;
@@ -401,11 +387,13 @@ impl Handler<EndSession> for SessionRegistry {
     }
 }
 
-impl Handler<EndSessionsOf> for SessionRegistry {
-    type Result = Result<Pending<usize, ActorError>, ActorError>;
+impl Write for EndSessionsOf {
+    type Ok = usize;
+    type Err = ActorError;
 
-    fn handle(&mut self, msg: EndSessionsOf, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let msg = self;
+        registry.queue(move |c| {
             let store = c.store.as_ref();
             let n = any_session::end_many(store, &any_session::of_owner(store, &msg.owner)?)?;
             c.ended(n);
@@ -414,34 +402,38 @@ impl Handler<EndSessionsOf> for SessionRegistry {
     }
 }
 
-impl Handler<TokenSecondFactor> for SessionRegistry {
-    type Result = Result<Pending<bool, TokenError>, ActorError>;
+impl Write for TokenSecondFactor {
+    type Ok = bool;
+    type Err = TokenError;
 
-    fn handle(&mut self, msg: TokenSecondFactor, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| tokens::second_factor(c.store.as_ref(), &msg.key, msg.method, &msg.code, now_ms()))
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let msg = self;
+        registry.queue(move |c| tokens::second_factor(c.store.as_ref(), &msg.key, msg.method, &msg.code, now_ms()))
     }
 }
 
-impl Handler<IssueTokenSms> for SessionRegistry {
-    type Result = Result<Pending<Option<SmsToSend>, TokenError>, ActorError>;
+impl Write for IssueTokenSms {
+    type Ok = Option<SmsToSend>;
+    type Err = TokenError;
 
-    fn handle(&mut self, msg: IssueTokenSms, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| tokens::issue_sms(c.store.as_ref(), &msg.key, &msg.account, now_ms()))
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let msg = self;
+        registry.queue(move |c| tokens::issue_sms(c.store.as_ref(), &msg.key, &msg.account, now_ms()))
     }
 }
 
-impl Handler<IssueMfaTicket> for SessionRegistry {
-    type Result = Result<Pending<String, WebError>, ActorError>;
+impl Write for IssueMfaTicket {
+    type Ok = String;
+    type Err = WebError;
 
-    fn handle(&mut self, m: IssueMfaTicket, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| web::issue_ticket(c.store.as_ref(), &m.account, &m.origin, m.ttl_ms, now_ms()))
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let m = self;
+        registry.queue(move |c| web::issue_ticket(c.store.as_ref(), &m.account, &m.origin, m.ttl_ms, now_ms()))
     }
 }
 
 /// Answer a `/v1` MFA ticket with a passkey assertion (`passkeys::finish_second_factor`):
 /// the ticket is consumed and the session opened in one write.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<(BearerToken, AccountSession, Account), WebError>, ActorError>")]
 pub struct RedeemMfaPasskey {
     pub ticket: String,
     pub credential: Box<sigil_engine::webauthn::PublicKeyCredential>,
@@ -449,11 +441,13 @@ pub struct RedeemMfaPasskey {
     pub session_ttl_ms: Millis,
 }
 
-impl Handler<RedeemMfaPasskey> for SessionRegistry {
-    type Result = Result<Pending<(BearerToken, AccountSession, Account), WebError>, ActorError>;
+impl Write for RedeemMfaPasskey {
+    type Ok = (BearerToken, AccountSession, Account);
+    type Err = WebError;
 
-    fn handle(&mut self, m: RedeemMfaPasskey, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let m = self;
+        registry.queue(move |c| {
             let store = c.store.as_ref();
             let opened = sigil_engine::passkeys::finish_second_factor(store, &m.rp, &m.ticket, &m.credential, m.session_ttl_ms, now_ms())?;
             c.opened_account();
@@ -462,11 +456,13 @@ impl Handler<RedeemMfaPasskey> for SessionRegistry {
     }
 }
 
-impl Handler<RedeemMfaTicket> for SessionRegistry {
-    type Result = Result<Pending<(BearerToken, AccountSession, Account), WebError>, ActorError>;
+impl Write for RedeemMfaTicket {
+    type Ok = (BearerToken, AccountSession, Account);
+    type Err = WebError;
 
-    fn handle(&mut self, m: RedeemMfaTicket, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let m = self;
+        registry.queue(move |c| {
             let opened = web::redeem_ticket(c.store.as_ref(), &m.ticket, m.factor, &m.code, m.session_ttl_ms, now_ms())?;
             c.opened_account();
             Ok(opened)
@@ -474,27 +470,33 @@ impl Handler<RedeemMfaTicket> for SessionRegistry {
     }
 }
 
-impl Handler<SendTicketSms> for SessionRegistry {
-    type Result = Result<Pending<Option<SmsToSend>, WebError>, ActorError>;
+impl Write for SendTicketSms {
+    type Ok = Option<SmsToSend>;
+    type Err = WebError;
 
-    fn handle(&mut self, m: SendTicketSms, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| web::ticket_sms(c.store.as_ref(), &m.ticket, now_ms()))
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let m = self;
+        registry.queue(move |c| web::ticket_sms(c.store.as_ref(), &m.ticket, now_ms()))
     }
 }
 
-impl Handler<GrantSudo> for SessionRegistry {
-    type Result = Result<Pending<String, WebError>, ActorError>;
+impl Write for GrantSudo {
+    type Ok = String;
+    type Err = WebError;
 
-    fn handle(&mut self, m: GrantSudo, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| web::grant_sudo(c.store.as_ref(), &m.key, m.ttl_ms, now_ms()))
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let m = self;
+        registry.queue(move |c| web::grant_sudo(c.store.as_ref(), &m.key, m.ttl_ms, now_ms()))
     }
 }
 
-impl Handler<EndSessionsById> for SessionRegistry {
-    type Result = Result<Pending<usize, ActorError>, ActorError>;
+impl Write for EndSessionsById {
+    type Ok = usize;
+    type Err = ActorError;
 
-    fn handle(&mut self, m: EndSessionsById, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let m = self;
+        registry.queue(move |c| {
             let store = c.store.as_ref();
             let mut n = 0;
             for id in &m.ids {
@@ -508,33 +510,39 @@ impl Handler<EndSessionsById> for SessionRegistry {
     }
 }
 
-impl Handler<StartIpAuthorization> for SessionRegistry {
-    type Result = Result<Pending<(String, String), WebError>, ActorError>;
+impl Write for StartIpAuthorization {
+    type Ok = (String, String);
+    type Err = WebError;
 
-    fn handle(&mut self, m: StartIpAuthorization, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| web::start_ip_authorization(c.store.as_ref(), &m.account, &m.origin, m.ttl_ms, now_ms()))
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let m = self;
+        registry.queue(move |c| web::start_ip_authorization(c.store.as_ref(), &m.account, &m.origin, m.ttl_ms, now_ms()))
     }
 }
 
-impl Handler<ApproveIp> for SessionRegistry {
-    type Result = Result<Pending<(), WebError>, ActorError>;
+impl Write for ApproveIp {
+    type Ok = ();
+    type Err = WebError;
 
-    fn handle(&mut self, m: ApproveIp, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let m = self;
+        registry.queue(move |c| {
             let wait = web::approve_ip(c.store.as_ref(), &m.code)?;
             // Durable by now (the approval was an fsynced write): wake the waiting socket.
             let event = Event { payload: Payload::IpAuthorized, committed_at: Instant::now() };
-            c.notifier.do_send(Publish(Topic::IpAuthorized(wait), event));
+            c.notifier.publish(Topic::IpAuthorized(wait), event);
             Ok(())
         })
     }
 }
 
-impl Handler<ClaimIpSession> for SessionRegistry {
-    type Result = Result<Pending<Option<(BearerToken, AccountSession, Account)>, WebError>, ActorError>;
+impl Write for ClaimIpSession {
+    type Ok = Option<(BearerToken, AccountSession, Account)>;
+    type Err = WebError;
 
-    fn handle(&mut self, m: ClaimIpSession, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let m = self;
+        registry.queue(move |c| {
             let claimed = web::claim_ip_session(c.store.as_ref(), &m.wait_id, m.session_ttl_ms, now_ms())?;
             if claimed.is_some() {
                 c.opened_account();
@@ -546,15 +554,15 @@ impl Handler<ClaimIpSession> for SessionRegistry {
 
 /// Write a claimed OAuth2 refresh rotation (`refresh::rotate`); answered once durable, in a
 /// group with the other rotations and logins that queued meanwhile.
-#[derive(Message)]
-#[rtype(result = "Result<Pending<TokenResponse, OAuthError>, ActorError>")]
 pub struct RotateRefresh(pub Box<Rotation>);
 
-impl Handler<RotateRefresh> for SessionRegistry {
-    type Result = Result<Pending<TokenResponse, OAuthError>, ActorError>;
+impl Write for RotateRefresh {
+    type Ok = TokenResponse;
+    type Err = OAuthError;
 
-    fn handle(&mut self, RotateRefresh(rotation): RotateRefresh, _: &mut Context<Self>) -> Self::Result {
-        self.queue_grouped(move |c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let RotateRefresh(rotation) = self;
+        registry.queue_grouped(move |c| {
             let rotated = refresh::rotate(c.store.as_ref(), *rotation);
             if rotated.is_ok() {
                 c.opened_account();
@@ -564,27 +572,33 @@ impl Handler<RotateRefresh> for SessionRegistry {
     }
 }
 
-impl Handler<InitiateHandoff> for SessionRegistry {
-    type Result = Result<Pending<(String, String, Millis), WebError>, ActorError>;
+impl Write for InitiateHandoff {
+    type Ok = (String, String, Millis);
+    type Err = WebError;
 
-    fn handle(&mut self, m: InitiateHandoff, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| web::initiate_handoff(c.store.as_ref(), m.ttl_ms, now_ms()))
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let m = self;
+        registry.queue(move |c| web::initiate_handoff(c.store.as_ref(), m.ttl_ms, now_ms()))
     }
 }
 
-impl Handler<CompleteHandoff> for SessionRegistry {
-    type Result = Result<Pending<(), WebError>, ActorError>;
+impl Write for CompleteHandoff {
+    type Ok = ();
+    type Err = WebError;
 
-    fn handle(&mut self, m: CompleteHandoff, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| web::complete_handoff(c.store.as_ref(), &m.code, &m.account, now_ms()))
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let m = self;
+        registry.queue(move |c| web::complete_handoff(c.store.as_ref(), &m.code, &m.account, now_ms()))
     }
 }
 
-impl Handler<PollHandoff> for SessionRegistry {
-    type Result = Result<Pending<HandoffStatus, WebError>, ActorError>;
+impl Write for PollHandoff {
+    type Ok = HandoffStatus;
+    type Err = WebError;
 
-    fn handle(&mut self, m: PollHandoff, _: &mut Context<Self>) -> Self::Result {
-        self.queue(move |c| {
+    fn submit(self, registry: &SessionRegistry) -> Result<Pending<Self::Ok, Self::Err>, ActorError> {
+        let m = self;
+        registry.queue(move |c| {
             let store = c.store.as_ref();
             let status = web::handoff_status(store, &m.code, m.poll_secret.as_deref(), &m.origin, m.session_ttl_ms, now_ms())?;
             if matches!(status, HandoffStatus::Completed(..)) {
@@ -620,7 +634,7 @@ struct Waiting {
 /// The registry's serial stage: applies writes to the store in arrival order.
 struct Committer {
     store: Arc<dyn Store>,
-    notifier: Addr<Notifier>,
+    notifier: Notifier,
     metrics: Option<ActorMetrics>,
     applied: Sender<Applied>,
 }
@@ -688,7 +702,7 @@ impl Committer {
 /// then the answers and the websocket pushes.
 struct Syncer {
     store: Arc<dyn Store>,
-    notifier: Addr<Notifier>,
+    notifier: Notifier,
     metrics: Option<ActorMetrics>,
 }
 
@@ -730,7 +744,7 @@ impl Syncer {
 
     fn opened(&self, s: &FluxSession, signature: String, verified_at: Instant) {
         let event = Event { payload: Payload::Login { session: s.clone(), signature }, committed_at: verified_at };
-        self.notifier.do_send(Publish(Topic::Login(s.login_phrase.clone()), event));
+        self.notifier.publish(Topic::Login(s.login_phrase.clone()), event);
         if let Some(m) = &self.metrics {
             m.sessions_opened.inc();
         }
@@ -806,7 +820,7 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path(), Durability::Fsync).unwrap());
         let registry = prometheus::Registry::new();
         let metrics = ActorMetrics::new(&registry).unwrap();
-        let notifier = Notifier::new(None).start();
+        let notifier = Notifier::new(None);
         let sessions = SessionRegistry::start(store.clone(), notifier, Some(metrics.clone())).unwrap();
         let now = now_ms();
         let phrases: Vec<_> = (0..120).map(|_| session::issue_phrase(store.as_ref(), now, 60_000).unwrap()).collect();

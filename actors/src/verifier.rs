@@ -48,9 +48,21 @@ impl Default for PoolConfig {
 #[rtype(result = "Result<oneshot::Receiver<Result<(), VerifyError>>, ActorError>")]
 pub struct Verify(pub Check);
 
+/// What becomes of a check's verdict, on the rayon thread that reached it (or on the pool's
+/// thread, with [`ActorError::Overloaded`], if the check was refused).
+pub type Then = Box<dyn FnOnce(Result<Result<(), VerifyError>, ActorError>) + Send>;
+
+/// Verify one signature and hand the verdict to `then` where it is reached, without waking the
+/// sender: a valid wallet login goes from the verifying thread straight to the session
+/// registry's queue, and its request wakes once, when its session is durable. Send it with
+/// `do_send` (the answer comes through `then`, refusals included).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct VerifyThen(pub Check, pub Then);
+
 pub struct VerifierPool {
     config: PoolConfig,
-    pending: Vec<(Check, oneshot::Sender<Result<(), VerifyError>>)>,
+    pending: Vec<(Check, Then)>,
     flush_scheduled: Option<SpawnHandle>,
     /// Checks accepted and not yet answered (queued + on rayon).
     in_flight: Arc<AtomicUsize>,
@@ -91,9 +103,8 @@ impl VerifierPool {
             if let Some(m) = metrics {
                 m.verifier_queue_depth.set(left as i64);
             }
-            for (reply, verdict) in replies.into_iter().zip(verdicts) {
-                // A caller that gave up (client gone) just drops its receiver.
-                let _ = reply.send(verdict);
+            for (then, verdict) in replies.into_iter().zip(verdicts) {
+                then(Ok(verdict));
             }
         });
     }
@@ -107,23 +118,21 @@ impl Actor for VerifierPool {
     }
 }
 
-impl Handler<Verify> for VerifierPool {
-    type Result = Result<oneshot::Receiver<Result<(), VerifyError>>, ActorError>;
-
-    fn handle(&mut self, Verify(check): Verify, ctx: &mut Context<Self>) -> Self::Result {
+impl VerifierPool {
+    /// Queues `check` for a batch, or refuses it when the queue is full.
+    fn enqueue(&mut self, check: Check, then: Then, ctx: &mut Context<Self>) -> Result<(), (Then, ActorError)> {
         let depth = self.in_flight.load(Ordering::Acquire);
         if depth >= self.config.max_queue {
             if let Some(m) = &self.metrics {
                 m.verifier_rejected.inc();
             }
-            return Err(ActorError::Overloaded("the signature verifier"));
+            return Err((then, ActorError::Overloaded("the signature verifier")));
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         if let Some(m) = &self.metrics {
             m.verifier_queue_depth.set(depth as i64 + 1);
         }
-        let (tx, rx) = oneshot::channel();
-        self.pending.push((check, tx));
+        self.pending.push((check, then));
         let rayon_free = self.running.load(Ordering::Acquire) < self.config.eager_batches;
         if rayon_free || self.pending.len() >= self.config.max_batch {
             self.flush(ctx);
@@ -133,7 +142,33 @@ impl Handler<Verify> for VerifierPool {
                 pool.flush(ctx);
             }));
         }
+        Ok(())
+    }
+}
+
+impl Handler<Verify> for VerifierPool {
+    type Result = Result<oneshot::Receiver<Result<(), VerifyError>>, ActorError>;
+
+    fn handle(&mut self, Verify(check): Verify, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let then: Then = Box::new(move |verdict| {
+            // A caller that gave up (client gone) just dropped its receiver.
+            if let Ok(verdict) = verdict {
+                let _ = tx.send(verdict);
+            }
+        });
+        self.enqueue(check, then, ctx).map_err(|(_, e)| e)?;
         Ok(rx)
+    }
+}
+
+impl Handler<VerifyThen> for VerifierPool {
+    type Result = ();
+
+    fn handle(&mut self, VerifyThen(check, then): VerifyThen, ctx: &mut Context<Self>) {
+        if let Err((then, refused)) = self.enqueue(check, then, ctx) {
+            then(Err(refused));
+        }
     }
 }
 

@@ -19,9 +19,9 @@ use crate::limits::Limits;
 pub struct AccountsState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
-    pub registry: Addr<SessionRegistry>,
+    pub registry: SessionRegistry,
     /// For `/v1` websockets (new-location approval).
-    pub notifier: Addr<sigil_actors::notifier::Notifier>,
+    pub notifier: sigil_actors::notifier::Notifier,
     /// The websocket gauge and push latency, shared with the Flux sockets.
     pub actor_metrics: sigil_actors::metrics::ActorMetrics,
     pub directory: Addr<AccountDirectory>,

@@ -15,7 +15,7 @@ use sigil_engine::store::{Observed, Store};
 use crate::backend::Backend;
 
 use sigil_actors::metrics::ActorMetrics;
-use sigil_actors::notifier::{AttachRelay, Notifier};
+use sigil_actors::notifier::Notifier;
 use sigil_actors::relay::{Relay, RelayMetrics};
 use sigil_actors::phrases::PhraseIssuer;
 use sigil_actors::sessions::{SessionReader, SessionRegistry};
@@ -45,15 +45,15 @@ pub struct AppState {
 
 /// The actors every dialect shares: one notifier, one session registry.
 struct Shared {
-    notifier: actix::Addr<Notifier>,
-    registry: actix::Addr<SessionRegistry>,
+    notifier: Notifier,
+    registry: SessionRegistry,
 }
 
 fn start_shared(store: &Arc<dyn Store>, metrics: &ActorMetrics) -> Result<Shared, FrontError> {
     // On its own thread, so a push never queues behind the verifier's and registry's mailbox
     // traffic on the system arbiter (measured: ws-push p99 12 ms there under a login storm).
     let notifier_metrics = Some(metrics.clone());
-    let notifier = Notifier::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| Notifier::new(notifier_metrics));
+    let notifier = Notifier::new(notifier_metrics);
     let registry = SessionRegistry::start(store.clone(), notifier.clone(), Some(metrics.clone()))
         .map_err(|e| FrontError::Startup(format!("cannot start the session registry: {e}")))?;
     Ok(Shared { notifier, registry })
@@ -174,7 +174,7 @@ impl Sigil {
                 Some(relay_metrics),
             )
             .map_err(|e| FrontError::Startup(format!("cannot start the cross-node push relay: {e}")))?;
-            shared.notifier.do_send(AttachRelay(relay));
+            shared.notifier.attach_relay(relay);
         }
         let flux_state = start_flux(&config, &dyn_store, &shared, actor_metrics.clone(), limits.clone());
         let config = Arc::new(config);

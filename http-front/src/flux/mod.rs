@@ -25,9 +25,9 @@ use sigil_engine::verify::Policy;
 pub struct FluxState {
     pub config: FluxConfig,
     pub issuer: Addr<PhraseIssuer>,
-    pub registry: Addr<SessionRegistry>,
+    pub registry: SessionRegistry,
     pub verifier: Addr<VerifierPool>,
-    pub notifier: Addr<Notifier>,
+    pub notifier: Notifier,
     pub reader: SessionReader,
     pub metrics: ActorMetrics,
     pub limits: std::sync::Arc<crate::limits::Limits>,

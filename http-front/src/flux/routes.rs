@@ -198,12 +198,24 @@ async fn login_flow(state: &FluxState, fields: &Fields) -> Result<(FluxSession, 
         address: attempt.zelid.clone(),
         signature: attempt.signature.clone(),
     };
-    verifier::verify(&state.verifier, check).await.map_err(actor_error)?.map_err(|_| FluxError::InvalidSignature)?;
-    let verified_at = std::time::Instant::now();
-    let opening = session::prepare_opening(&attempt, active.created_at, state.session_ttl(), now_ms())?;
+    // The session is prepared before the verdict, so that a valid signature goes from the
+    // verifying thread straight to the registry's queue: this request is woken once, with the
+    // outcome, when the session is durable (or at once with the refusal).
+    let opening = session::prepare_opening(&attempt, active.created_at, state.session_ttl(), now)?;
     let signature = attempt.signature;
-    let open = OpenSession { opening, signature: signature.clone(), verified_at };
-    let opened = sessions::request(&state.registry, open).await?;
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    let (registry, pushed) = (state.registry.clone(), signature.clone());
+    let then: verifier::Then = Box::new(move |verdict| match verdict {
+        Ok(Ok(())) => registry.open_verified(OpenSession { opening, signature: pushed, verified_at: std::time::Instant::now() }, reply),
+        Ok(Err(_)) => {
+            let _ = reply.send(Err(FluxError::InvalidSignature));
+        }
+        Err(refused) => {
+            let _ = reply.send(Err(actor_error(refused)));
+        }
+    });
+    state.verifier.do_send(verifier::VerifyThen(check, then));
+    let opened = outcome.await.map_err(|_| actor_error(ActorError::Gone("the session registry")))??;
     opened.map(|s| (s, signature)).ok_or(FluxError::PhraseNotActive)
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpRequest, HttpResponse, rt, web};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use futures_util::StreamExt as _;
-use sigil_actors::notifier::{Payload, Subscribe, Topic, Unsubscribe};
+use sigil_actors::notifier::{Payload, Topic};
 use sigil_engine::flux::iso_millis;
 use sigil_engine::flux::privilege::Privilege;
 use sigil_engine::flux::session::{FluxSession, PROVIDED_SIGNATURE_TTL_MS, ProvidedSignature};
@@ -155,8 +155,8 @@ pub(crate) async fn wait<T>(
 
 async fn serve_login(state: &FluxState, phrase: String, mut session: Session, mut stream: MessageStream) {
     let topic = Topic::Login(phrase.clone());
-    let Ok((id, event)) = state.notifier.send(Subscribe(topic.clone())).await else { return };
-    let unsubscribe = || state.notifier.do_send(Unsubscribe(topic.clone(), id));
+    let (id, event) = state.notifier.subscribe(topic.clone());
+    let unsubscribe = || state.notifier.unsubscribe(&topic, id);
 
     match state.reader.session(&phrase) {
         Ok(Some(s)) => {
@@ -205,8 +205,8 @@ async fn serve_login(state: &FluxState, phrase: String, mut session: Session, mu
 /// has none.
 async fn serve_sign(state: &FluxState, identifier: String, mut session: Session, mut stream: MessageStream) {
     let topic = Topic::Sign(identifier.clone());
-    let Ok((id, event)) = state.notifier.send(Subscribe(topic.clone())).await else { return };
-    let unsubscribe = || state.notifier.do_send(Unsubscribe(topic.clone(), id));
+    let (id, event) = state.notifier.subscribe(topic.clone());
+    let unsubscribe = || state.notifier.unsubscribe(&topic, id);
 
     match state.reader.provided_signature(&identifier) {
         Ok(Some(p)) => {

@@ -256,11 +256,11 @@ async fn authorize_ip_ws(req: HttpRequest, body: web::Payload, state: State) -> 
 
 async fn serve_ip_socket(state: &AccountsState, ticket: String, mut session: actix_ws::Session, mut stream: actix_ws::MessageStream) {
     use crate::flux::ws::{Outcome, send_and_close, wait};
-    use sigil_actors::notifier::{Payload, Subscribe, Topic, Unsubscribe};
+    use sigil_actors::notifier::{Payload, Topic};
     let topic = Topic::IpAuthorized(rules::wait_id(&ticket));
     // Subscribe before looking, so an approval between the look and the wait is not missed.
-    let Ok((id, event)) = state.notifier.send(Subscribe(topic.clone())).await else { return };
-    let unsubscribe = || state.notifier.do_send(Unsubscribe(topic.clone(), id));
+    let (id, event) = state.notifier.subscribe(topic.clone());
+    let unsubscribe = || state.notifier.unsubscribe(&topic, id);
     let frame = |claimed: Result<Option<(BearerToken, Account)>, V1Error>| match claimed {
         Ok(Some((token, account))) => Some(json!({"completed": true, "user_id": account.guid, "token": token.secret}).to_string()),
         Ok(None) => None,
