@@ -191,6 +191,39 @@ mod tests {
         drop(other);
     }
 
+    /// Publishers and subscribers on many threads at once: every subscriber of a published
+    /// topic gets the event exactly once, and the subscription gauge ends at zero.
+    #[test]
+    fn concurrent_publishers_and_subscribers_lose_nothing() {
+        let registry = prometheus::Registry::new();
+        let metrics = ActorMetrics::new(&registry).unwrap();
+        let n = Notifier::new(Some(metrics.clone()));
+        let receivers: Vec<_> = std::thread::scope(|s| {
+            let subscribers: Vec<_> = (0..4)
+                .map(|t| {
+                    let n = n.clone();
+                    s.spawn(move || (0..250).map(|i| n.subscribe(Topic::Login(format!("{t}-{i}"))).1).collect::<Vec<_>>())
+                })
+                .collect();
+            subscribers.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(metrics.subscriptions.get(), 1000);
+        let delivered: usize = std::thread::scope(|s| {
+            let publishers: Vec<_> = (0..4)
+                .map(|t| {
+                    let n = n.clone();
+                    s.spawn(move || (0..250).map(|i| n.publish(Topic::Login(format!("{t}-{i}")), event())).sum::<usize>())
+                })
+                .collect();
+            publishers.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(delivered, 1000);
+        assert_eq!(metrics.subscriptions.get(), 0);
+        for mut rx in receivers {
+            assert!(rx.try_recv().is_ok(), "every subscriber got its event");
+        }
+    }
+
     #[actix_web::test]
     async fn unsubscribed_and_dropped_subscribers_get_nothing() {
         let registry = prometheus::Registry::new();

@@ -235,6 +235,30 @@ mod tests {
         assert_eq!(verify(&pool, real_check(10, true)).await.unwrap(), Ok(()));
     }
 
+    /// `VerifyThen` hands each verdict to its continuation on the thread that reached it, and
+    /// a check refused by a full queue to its continuation at once, as `Overloaded`.
+    #[actix_web::test]
+    async fn continuations_get_verdicts_and_refusals() {
+        let config = PoolConfig { max_queue: 3, max_batch: 1000, max_wait: Duration::from_millis(200), eager_batches: 0, ..PoolConfig::default() };
+        let pool = VerifierPool::new(config, None).start();
+        let mut answers = Vec::new();
+        for (i, valid) in [(0, true), (1, false), (2, true), (3, true)] {
+            let (tx, rx) = oneshot::channel();
+            let then: Then = Box::new(move |verdict| {
+                let _ = tx.send((verdict.map(|v| v.is_ok()).map_err(|e| matches!(e, ActorError::Overloaded(_))), std::thread::current().id()));
+            });
+            pool.do_send(VerifyThen(real_check(i, valid), then));
+            answers.push(rx);
+        }
+        let mut got = Vec::new();
+        for rx in answers {
+            got.push(rx.await.unwrap());
+        }
+        let verdicts: Vec<_> = got.iter().map(|(v, _)| *v).collect();
+        assert_eq!(verdicts, vec![Ok(true), Ok(false), Ok(true), Err(true)], "three verdicts, the fourth refused");
+        assert_ne!(got[0].1, std::thread::current().id(), "a verdict is delivered on the verifying thread");
+    }
+
     async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
         let handles: Vec<_> = futs.collect();
         let mut out = Vec::with_capacity(handles.len());
