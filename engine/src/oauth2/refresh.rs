@@ -62,6 +62,27 @@ struct Family {
     access: Vec<String>,
 }
 
+/// Read-modify-write of the JSON record under `key` in the `oauth` family, atomically (see
+/// [`Store::update`]): `change` gets the live record (`None` if it is absent, expired or does
+/// not decode — and it is called again if the store retries), edits it in place and answers
+/// the writes to commit with it, or `None` to leave it as it is. The record keeps its expiry.
+fn edit<T: Serialize + serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    key: &[u8],
+    relaxed: bool,
+    change: &mut dyn FnMut(Option<&mut T>) -> Option<Batch>,
+) -> Result<(), OAuthError> {
+    store.update(Cf::OAuth, key, relaxed, &mut |current| {
+        let mut record = current.and_then(|c| serde_json::from_slice::<T>(&c.value).ok());
+        let Some(then) = change(record.as_mut()) else { return Change::Keep };
+        match (record.and_then(|r| serde_json::to_vec(&r).ok()), current) {
+            (Some(value), Some(c)) => Change::Put { value, expires_at: c.expires_at, then },
+            _ => Change::Keep,
+        }
+    })?;
+    Ok(())
+}
+
 fn family_key(id: &str) -> Vec<u8> {
     [b"f".as_slice(), id.as_bytes()].concat()
 }
@@ -98,22 +119,15 @@ pub(super) fn start_family(
 /// unless the revocation before it was cut short by a crash: then it is finished.
 pub fn revoke_family(store: &dyn Store, family: &str) -> Result<(), OAuthError> {
     let mut todo = None;
-    store.update(Cf::OAuth, &family_key(family), false, &mut |current| {
+    edit::<Family>(store, &family_key(family), false, &mut |f| {
         todo = None;
-        let Some(c) = current else { return Change::Keep };
-        let Ok(mut f) = serde_json::from_slice::<Family>(&c.value) else { return Change::Keep };
-        if f.ended {
-            return Change::Keep;
-        }
+        let f = f.filter(|f| !f.ended)?;
         todo = Some((f.account.clone(), f.access.clone()));
         if f.revoked {
-            return Change::Keep;
+            return None;
         }
         f.revoked = true;
-        match serde_json::to_vec(&f) {
-            Ok(value) => Change::Put { value, expires_at: c.expires_at, then: Batch::new() },
-            Err(_) => Change::Keep,
-        }
+        Some(Batch::new())
     })?;
     let Some((account, listed)) = todo else { return Ok(()) };
     // Rotations write their session under the family's lock after checking `revoked`, so every
@@ -125,16 +139,10 @@ pub fn revoke_family(store: &dyn Store, family: &str) -> Result<(), OAuthError> 
     }
     session::end_keys(store, &keys)?;
     // Finished (relaxed: if lost, the next revocation merely repeats the ends).
-    store.update(Cf::OAuth, &family_key(family), true, &mut |current| {
-        let Some(c) = current else { return Change::Keep };
-        let Ok(mut f) = serde_json::from_slice::<Family>(&c.value) else { return Change::Keep };
-        f.ended = true;
-        match serde_json::to_vec(&f) {
-            Ok(value) => Change::Put { value, expires_at: c.expires_at, then: Batch::new() },
-            Err(_) => Change::Keep,
-        }
-    })?;
-    Ok(())
+    edit::<Family>(store, &family_key(family), true, &mut |f| {
+        f?.ended = true;
+        Some(Batch::new())
+    })
 }
 
 /// A `refresh_token` grant claimed and ready to commit: what [`claim`] read and minted, for
@@ -227,19 +235,11 @@ pub fn claim(store: &dyn Store, issuing: &Issuing<'_>, client: &Client, token: &
 
     // (was it unused, was its rotation written)
     let mut seen: Option<(bool, bool)> = None;
-    store.update(Cf::OAuth, &key, true, &mut |current| {
-        seen = None;
-        let Some(c) = current else { return Change::Keep };
-        let Ok(mut r) = serde_json::from_slice::<Refresh>(&c.value) else { return Change::Keep };
-        seen = Some((!r.used, r.rotated));
-        if r.used {
-            return Change::Keep;
-        }
+    edit::<Refresh>(store, &key, true, &mut |r| {
+        seen = r.as_ref().map(|r| (!r.used, r.rotated));
+        let r = r.filter(|r| !r.used)?;
         r.used = true;
-        match serde_json::to_vec(&r) {
-            Ok(value) => Change::Put { value, expires_at: c.expires_at, then: Batch::new() },
-            Err(_) => Change::Keep,
-        }
+        Some(Batch::new())
     })?;
     match seen {
         None => Err(unknown()),
@@ -266,19 +266,11 @@ pub fn claim(store: &dyn Store, issuing: &Issuing<'_>, client: &Client, token: &
 pub fn rotate(store: &dyn Store, rotation: Rotation) -> Result<TokenResponse, OAuthError> {
     let Rotation { record, then, response, .. } = rotation;
     let mut alive = false;
-    store.update(Cf::OAuth, &family_key(&record.family), true, &mut |current| {
-        alive = false;
-        let Some(c) = current else { return Change::Keep };
-        let Ok(mut f) = serde_json::from_slice::<Family>(&c.value) else { return Change::Keep };
-        if f.revoked {
-            return Change::Keep;
-        }
-        f.rotations += 1;
-        alive = true;
-        match serde_json::to_vec(&f) {
-            Ok(value) => Change::Put { value, expires_at: c.expires_at, then: then.clone() },
-            Err(_) => Change::Keep,
-        }
+    edit::<Family>(store, &family_key(&record.family), true, &mut |f| {
+        let f = f.filter(|f| !f.revoked);
+        alive = f.is_some();
+        f?.rotations += 1;
+        Some(then.clone())
     })?;
     if !alive {
         return Err(OAuthError::InvalidGrant("the grant was revoked".into()));
