@@ -175,6 +175,66 @@ async fn three_nodes_share_logins_push_and_revocation() {
         assert_eq!(status, 401, "logged out on A, still valid on {}", n.addr);
     }
 
+    // OAuth2 refresh rotation across nodes: a grant redeemed on A, refreshed on B (a rotation
+    // group-committed there), refreshed again on C; the token B rotated away, replayed on A,
+    // revokes the family, and its access tokens are refused on every node.
+    let (status, _) = json_of(
+        http().post(a.url("/api/admin/users")).header("x-internal-secret", SECRET).json(&json!({"username": "olga", "password": "olga's long password"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, login) = json_of(http().post(b.url("/v1/auth/login")).json(&json!({"login": "olga", "password": "olga's long password"}))).await;
+    assert_eq!(status, 200, "{login}");
+    let session = login["token"].as_str().unwrap().to_string();
+    let redirect = "http://127.0.0.1:9/callback";
+    let (status, app) = json_of(
+        http()
+            .post(c.url("/v1/oauth2/applications"))
+            .header("x-internal-secret", SECRET)
+            .json(&json!({"name": "cluster app", "redirect_uris": [redirect], "confidential": true})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let (id, secret) = (app["client_id"].as_str().unwrap().to_string(), app["client_secret"].as_str().unwrap().to_string());
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let authorize = format!(
+        "{}?response_type=code&client_id={id}&redirect_uri={}&scope=identify%20offline_access&state=s",
+        a.url("/v1/oauth2/authorize"),
+        form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+    );
+    let consent: Value = no_redirects.get(&authorize).bearer_auth(&session).send().await.unwrap().json().await.unwrap();
+    let approved = no_redirects
+        .post(&authorize)
+        .bearer_auth(&session)
+        .form(&[("consent_token", consent["consent_token"].as_str().unwrap()), ("approve", "true")])
+        .send()
+        .await
+        .unwrap();
+    let location = approved.headers()["location"].to_str().unwrap().to_string();
+    let code = form_urlencoded::parse(location.split_once('?').unwrap().1.as_bytes()).find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let grant = |n: &common::Served, form: Vec<(&'static str, String)>| {
+        let (url, id, secret) = (n.url("/v1/oauth2/token"), id.clone(), secret.clone());
+        async move { json_of(http().post(url).basic_auth(id, Some(secret)).form(&form)).await }
+    };
+    let (status, first) = grant(a, vec![("grant_type", "authorization_code".into()), ("code", code), ("redirect_uri", redirect.into())]).await;
+    assert_eq!(status, 200, "{first}");
+    let refresh = |t: &Value| t["refresh_token"].as_str().unwrap().to_string();
+    let (status, second) = grant(b, vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh(&first))]).await;
+    assert_eq!(status, 200, "{second}");
+    let (status, third) = grant(c, vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh(&second))]).await;
+    assert_eq!(status, 200, "{third}");
+    let access = third["access_token"].as_str().unwrap().to_string();
+    for n in &nodes {
+        let (status, _) = json_of(http().get(n.url("/v1/oauth2/userinfo")).bearer_auth(&access)).await;
+        assert_eq!(status, 200, "the rotated access token works on {}", n.addr);
+    }
+    let (status, replay) = grant(a, vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh(&second))]).await;
+    assert_eq!((status, replay["error"].as_str()), (400, Some("invalid_grant")), "{replay}");
+    for n in &nodes {
+        let (status, _) = json_of(http().get(n.url("/v1/oauth2/userinfo")).bearer_auth(&access)).await;
+        assert_eq!(status, 401, "the family was revoked on A, its access token still works on {}", n.addr);
+    }
+
     // The store and the relay report through /metrics.
     let text = http().get(b.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("sigil_store_operation_seconds_count{backend=\"redis\",op=\"get\"}"), "store metrics");
