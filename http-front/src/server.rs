@@ -7,7 +7,10 @@ use std::time::Duration;
 use actix::Actor as _;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_http::HttpService;
+use actix_service::{Service as _, ServiceFactory as _, fn_factory, fn_service, map_config};
+use actix_web::dev::AppConfig;
+use actix_web::{App, web};
 use prometheus::Registry;
 use sigil_engine::config::Config;
 use sigil_engine::store::{Observed, Store};
@@ -207,7 +210,8 @@ impl Sigil {
         let accounts_data = web::Data::new(accounts);
         let max_body = config.server.max_body_bytes;
 
-        let mut http = HttpServer::new(move || {
+        let ws_state = flux_data.clone();
+        let app = move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(metrics_data.clone())
@@ -223,21 +227,13 @@ impl Sigil {
                 .configure(crate::oauth2::configure_root)
                 .configure(v1::routes::configure)
                 .configure(admin::configure)
-                // Routes are tried in order and a pattern with a parameter costs a regex match:
-                // the websockets' (long-lived, one match per socket) come after the hot request
-                // paths.
-                .configure(flux::ws::configure)
                 .configure(|cfg| {
                     if ui_enabled {
                         crate::ui::configure(cfg);
                     }
                 })
                 .default_service(web::to(routes::not_found))
-        })
-        .shutdown_timeout(config.server.shutdown_timeout.0.as_secs().max(1))
-        .client_request_timeout(Duration::from_secs(5))
-        .client_disconnect_timeout(Duration::from_secs(2))
-        .keep_alive(Duration::from_secs(75));
+        };
         let workers = if config.server.workers > 0 {
             config.server.workers
         } else if redis_workers > 0 {
@@ -245,11 +241,9 @@ impl Sigil {
         } else {
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         };
-        // actix counts connections per worker; the key is per node.
-        http = http.workers(workers).max_connections(config.server.max_connections.div_ceil(workers));
         let listen = config.server.listen;
-        let http = match http.bind(listen) {
-            Ok(http) => http,
+        let listener = match listener(listen) {
+            Ok(l) => l,
             Err(e) => {
                 // The registry's committer and syncer threads still hold the store: close it, so
                 // RocksDB's background threads are stopped before the process exits (else they
@@ -258,8 +252,51 @@ impl Sigil {
                 return Err(FrontError::Bind { addr: listen, reason: e.to_string() });
             }
         };
-        let addr = http.addrs().first().copied().unwrap_or(listen);
-        let server = http.run();
+        let addr = listener.local_addr().unwrap_or(listen);
+        let builder = actix_server::Server::build()
+            .workers(workers)
+            // actix counts connections per worker; the key is per node.
+            .max_concurrent_connections(config.server.max_connections.div_ceil(workers))
+            .shutdown_timeout(config.server.shutdown_timeout.0.as_secs().max(1));
+        // Every accepted connection is peeked at: a Flux websocket (`GET /ws/…`) is served
+        // beside actix with tungstenite and small buffers (an idle one costs a fifth of what it
+        // costs through actix-web; docs/benchmarks.md), anything else goes to actix-web's App
+        // through actix-http, as `HttpServer` would run it.
+        let serve = move || {
+            let http = HttpService::build()
+                .keep_alive(Duration::from_secs(75))
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(2))
+                .local_addr(addr)
+                // (sigil reads no AppConfig: its host and address are only actix's fallbacks
+                // for a request without a Host header.)
+                .finish(map_config(app(), |()| AppConfig::default()))
+                .tcp();
+            let ws_state = ws_state.clone();
+            fn_factory(move || {
+                let (http, ws_state) = (http.new_service(()), ws_state.clone());
+                async move {
+                    let http = std::rc::Rc::new(http.await?);
+                    Ok::<_, ()>(fn_service(move |stream: actix_web::rt::net::TcpStream| {
+                        let (http, ws_state) = (http.clone(), ws_state.clone());
+                        async move {
+                            if flux::ws::is_flux_socket(&stream, Duration::from_secs(5)).await {
+                                flux::ws::accept(stream, ws_state).await;
+                                return Ok(());
+                            }
+                            http.call(stream).await
+                        }
+                    }))
+                }
+            })
+        };
+        let server = match builder.listen("sigil", listener, serve) {
+            Ok(b) => b.run(),
+            Err(e) => {
+                let _ = backend.close();
+                return Err(FrontError::Bind { addr: listen, reason: e.to_string() });
+            }
+        };
         Ok(Self { server, addr, backend })
     }
 
@@ -287,4 +324,15 @@ impl Sigil {
         tracing::info!("sigil stopped cleanly");
         Ok(())
     }
+}
+
+/// The listening socket, with the backlog actix-web's `HttpServer` uses (Linux caps it at
+/// `net.core.somaxconn`).
+fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }

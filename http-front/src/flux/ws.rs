@@ -1,4 +1,5 @@
-//! `/ws/id/{phrase}` (also `/ws/zelid/{phrase}`) and `/ws/sign/{identifier}`.
+//! `/ws/id/{phrase}` (also `/ws/zelid/{phrase}`) and `/ws/sign/{identifier}`, served beside
+//! actix-web on the same port (see [`is_flux_socket`]).
 //!
 //! Each socket gets exactly one text frame in FluxOS's query-string encoding, then a close.
 //! The frame is pushed by the notifier the moment the session (or signature) is committed
@@ -7,15 +8,19 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::{HttpRequest, HttpResponse, rt, web};
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
-use futures_util::StreamExt as _;
+use actix_web::web;
+use futures_util::{SinkExt as _, StreamExt as _};
 use sigil_actors::notifier::{Payload, Topic};
 use sigil_engine::flux::iso_millis;
 use sigil_engine::flux::privilege::Privilege;
 use sigil_engine::flux::session::{FluxSession, PROVIDED_SIGNATURE_TTL_MS, ProvidedSignature};
 use sigil_engine::secret::phrase_timestamp;
 use sigil_engine::store::now_ms;
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use super::{FluxState, frame};
 
@@ -28,58 +33,141 @@ const SIGN_LOOKUP_FAILED: u16 = 4014;
 /// Largest frame a client may send us (they have nothing to say; this bounds abuse).
 pub(crate) const MAX_CLIENT_FRAME: usize = 4096;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    // FluxOS tolerates a trailing slash after the segment.
-    for pattern in ["/ws/id/{phrase}", "/ws/id/{phrase}/", "/ws/zelid/{phrase}", "/ws/zelid/{phrase}/"] {
-        cfg.route(pattern, web::get().to(login_socket));
+/// What every accepted connection is peeked for: the Flux websockets are served beside actix
+/// (see [`is_flux_socket`]).
+const FLUX_SOCKET_PREFIX: &[u8] = b"GET /ws/";
+
+/// A socket that gets one pushed frame and a close: the Flux sockets (tungstenite) and the
+/// `/v1` approval socket (actix-ws) share the waiting and closing below.
+pub(crate) trait PushSocket {
+    /// Sends a text frame; false if the client is gone.
+    async fn text(&mut self, text: String) -> bool;
+    /// Closes with `code` (or a normal close).
+    async fn close(self, code: Option<u16>);
+    /// Waits for the client's next message, answering pings; false once the client closed or
+    /// went away.
+    async fn heard(&mut self) -> bool;
+}
+
+/// The `/v1` approval socket, through actix-ws.
+pub(crate) struct ActixSocket(pub actix_ws::Session, pub actix_ws::MessageStream);
+
+impl PushSocket for ActixSocket {
+    async fn text(&mut self, text: String) -> bool {
+        self.0.text(text).await.is_ok()
     }
-    cfg.route("/ws/sign/{identifier}", web::get().to(sign_socket))
-        .route("/ws/sign/{identifier}/", web::get().to(sign_socket));
+
+    async fn close(self, code: Option<u16>) {
+        let reason = code.map(|c| actix_ws::CloseReason { code: actix_ws::CloseCode::Other(c), description: None });
+        let _ = self.0.close(reason).await;
+    }
+
+    async fn heard(&mut self) -> bool {
+        match self.1.next().await {
+            None | Some(Err(_) | Ok(actix_ws::Message::Close(_))) => false,
+            Some(Ok(actix_ws::Message::Ping(bytes))) => {
+                let _ = self.0.pong(&bytes).await;
+                true
+            }
+            Some(Ok(_)) => true,
+        }
+    }
 }
 
-async fn login_socket(
-    req: HttpRequest,
-    body: web::Payload,
-    path: web::Path<String>,
-    state: web::Data<FluxState>,
-) -> actix_web::Result<HttpResponse> {
-    let phrase = path.into_inner();
-    upgrade(&req, body, state, move |state, session, stream| async move {
-        serve_login(&state, phrase, session, stream).await;
-    })
+/// A Flux socket: tokio-tungstenite on the accepted connection itself.
+pub(crate) struct FluxSocket(WebSocketStream<TcpStream>);
+
+impl PushSocket for FluxSocket {
+    async fn text(&mut self, text: String) -> bool {
+        self.0.send(WsMessage::text(text)).await.is_ok()
+    }
+
+    async fn close(mut self, code: Option<u16>) {
+        let frame = code.map(|c| CloseFrame { code: WsCloseCode::from(c), reason: "".into() });
+        let _ = self.0.close(frame).await;
+    }
+
+    async fn heard(&mut self) -> bool {
+        // tungstenite answers pings itself (queued, flushed with the next write or read).
+        !matches!(self.0.next().await, None | Some(Err(_) | Ok(WsMessage::Close(_))))
+    }
 }
 
-async fn sign_socket(
-    req: HttpRequest,
-    body: web::Payload,
-    path: web::Path<String>,
-    state: web::Data<FluxState>,
-) -> actix_web::Result<HttpResponse> {
-    let identifier = path.into_inner();
-    upgrade(&req, body, state, move |state, session, stream| async move {
-        serve_sign(&state, identifier, session, stream).await;
-    })
+/// Whether an accepted connection opens a Flux websocket (`GET /ws/…`): those are served
+/// beside actix, with tungstenite and small buffers, because an idle socket through actix-web
+/// costs ~13 KB (its h1 dispatcher, buffers and timers live as long as the connection) against
+/// under 3 KB this way (docs/benchmarks.md "Idle websockets"). Peeks without consuming; gives
+/// up (answering false: actix then answers, or times the connection out) after `patience`.
+pub(crate) async fn is_flux_socket(stream: &TcpStream, patience: Duration) -> bool {
+    let mut head = [0u8; FLUX_SOCKET_PREFIX.len()];
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let peeked = match tokio::time::timeout_at(deadline, stream.peek(&mut head)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        let seen = head.get(..peeked).unwrap_or_default();
+        if peeked == 0 || !FLUX_SOCKET_PREFIX.starts_with(seen) {
+            return false;
+        }
+        if peeked == FLUX_SOCKET_PREFIX.len() {
+            return true;
+        }
+        // A head split over packets: wait for the rest (rare; browsers and Node send it whole).
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
-/// Accepts the websocket and runs `serve` on it in its own task, counted in the gauge.
-fn upgrade<F, Fut>(
-    req: &HttpRequest,
-    body: web::Payload,
-    state: web::Data<FluxState>,
-    serve: F,
-) -> actix_web::Result<HttpResponse>
-where
-    F: FnOnce(web::Data<FluxState>, Session, MessageStream) -> Fut + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    let (response, session, stream) = actix_ws::handle(req, body)?;
-    rt::spawn(async move {
-        state.metrics.websockets.inc();
-        let gauge = state.metrics.websockets.clone();
-        serve(state, session, stream.max_frame_size(MAX_CLIENT_FRAME)).await;
-        gauge.dec();
-    });
-    Ok(response)
+/// What a Flux socket asked for.
+enum Wanted {
+    Login(String),
+    Sign(String),
+}
+
+fn wanted(path: &str) -> Option<Wanted> {
+    // FluxOS tolerates a trailing slash after the segment.
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let one_segment = |rest: &str| (!rest.is_empty() && !rest.contains('/')).then(|| percent_encoding::percent_decode_str(rest).decode_utf8_lossy().into_owned());
+    if let Some(rest) = path.strip_prefix("/ws/id/").or_else(|| path.strip_prefix("/ws/zelid/")) {
+        return one_segment(rest).map(Wanted::Login);
+    }
+    path.strip_prefix("/ws/sign/").and_then(one_segment).map(Wanted::Sign)
+}
+
+/// Serves a connection [`is_flux_socket`] picked: the websocket handshake (an unknown path gets
+/// a 404 instead), then the socket's one frame.
+pub(crate) async fn accept(stream: TcpStream, state: web::Data<FluxState>) {
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    let mut asked = None;
+    // The shape tungstenite's handshake callback must have.
+    #[allow(clippy::result_large_err)]
+    let route = |req: &Request, res: Response| -> Result<Response, ErrorResponse> {
+        asked = wanted(req.uri().path());
+        if asked.is_some() {
+            return Ok(res);
+        }
+        let mut refusal = ErrorResponse::new(Some("not found".into()));
+        *refusal.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
+        Err(refusal)
+    };
+    let config = WebSocketConfig::default()
+        .read_buffer_size(256)
+        .write_buffer_size(0)
+        .max_frame_size(Some(MAX_CLIENT_FRAME))
+        .max_message_size(Some(MAX_CLIENT_FRAME));
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, route, Some(config));
+    let Ok(Ok(socket)) = tokio::time::timeout(Duration::from_secs(5), handshake).await else { return };
+    let Some(asked) = asked else { return };
+    let gauge = state.metrics.websockets.clone();
+    gauge.inc();
+    match asked {
+        Wanted::Login(phrase) => serve_login(&state, phrase, FluxSocket(socket)).await,
+        Wanted::Sign(identifier) => serve_sign(&state, identifier, FluxSocket(socket)).await,
+    }
+    gauge.dec();
 }
 
 fn login_frame(state: &FluxState, s: &FluxSession, signature: Option<&str>) -> String {
@@ -117,10 +205,9 @@ fn error_frame(name: Option<&str>, message: &str) -> String {
     }
 }
 
-pub(crate) async fn send_and_close(mut session: Session, text: String, code: Option<u16>) {
-    if session.text(text).await.is_ok() {
-        let reason = code.map(|c| CloseReason { code: CloseCode::Other(c), description: None });
-        let _ = session.close(reason).await;
+pub(crate) async fn send_and_close(mut socket: impl PushSocket, text: String, code: Option<u16>) {
+    if socket.text(text).await {
+        socket.close(code).await;
     }
 }
 
@@ -132,28 +219,19 @@ pub(crate) enum Outcome<T> {
 }
 
 /// Waits for the subscribed event, the deadline or the client leaving, whichever is first.
-pub(crate) async fn wait<T>(
-    event: impl std::future::Future<Output = Option<T>>,
-    deadline: Duration,
-    stream: &mut MessageStream,
-    session: &mut Session,
-) -> Outcome<T> {
+pub(crate) async fn wait<T>(event: impl std::future::Future<Output = Option<T>>, deadline: Duration, socket: &mut impl PushSocket) -> Outcome<T> {
     let sleep = tokio::time::sleep(deadline);
     tokio::pin!(event, sleep);
     loop {
         tokio::select! {
             got = &mut event => return got.map_or(Outcome::Expired, Outcome::Event),
             () = &mut sleep => return Outcome::Expired,
-            msg = stream.next() => match msg {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Outcome::ClientGone,
-                Some(Ok(Message::Ping(bytes))) => { let _ = session.pong(&bytes).await; }
-                Some(Ok(_)) => {}
-            },
+            alive = socket.heard() => if !alive { return Outcome::ClientGone },
         }
     }
 }
 
-async fn serve_login(state: &FluxState, phrase: String, mut session: Session, mut stream: MessageStream) {
+async fn serve_login(state: &FluxState, phrase: String, mut session: impl PushSocket) {
     let topic = Topic::Login(phrase.clone());
     let (id, event) = state.notifier.subscribe(topic.clone());
     let unsubscribe = || state.notifier.unsubscribe(&topic, id);
@@ -183,7 +261,7 @@ async fn serve_login(state: &FluxState, phrase: String, mut session: Session, mu
         }
     };
     let left = Duration::from_millis(active.expire_at.saturating_sub(now_ms()));
-    match wait(async { event.await.ok() }, left, &mut stream, &mut session).await {
+    match wait(async { event.await.ok() }, left, &mut session).await {
         Outcome::Event(e) => {
             if let Payload::Login { session: s, signature } = &e.payload {
                 let text = login_frame(state, s, Some(signature));
@@ -203,7 +281,7 @@ async fn serve_login(state: &FluxState, phrase: String, mut session: Session, mu
 /// FluxOS waits forever; sigil gives up when the identifier's 15 minutes are over
 /// (decision 3): 15 minutes after the timestamp that ends the identifier, or after now if it
 /// has none.
-async fn serve_sign(state: &FluxState, identifier: String, mut session: Session, mut stream: MessageStream) {
+async fn serve_sign(state: &FluxState, identifier: String, mut session: impl PushSocket) {
     let topic = Topic::Sign(identifier.clone());
     let (id, event) = state.notifier.subscribe(topic.clone());
     let unsubscribe = || state.notifier.unsubscribe(&topic, id);
@@ -224,7 +302,7 @@ async fn serve_sign(state: &FluxState, identifier: String, mut session: Session,
     let started = identifier.get(tail_start..).and_then(phrase_timestamp).filter(|t| *t <= now).unwrap_or(now);
     let left = Duration::from_millis((started + PROVIDED_SIGNATURE_TTL_MS).saturating_sub(now));
     let waited_from = Instant::now();
-    match wait(async { event.await.ok() }, left, &mut stream, &mut session).await {
+    match wait(async { event.await.ok() }, left, &mut session).await {
         Outcome::Event(e) => {
             if let Payload::Signature(p) = &e.payload {
                 state.metrics.push_latency.observe(e.committed_at.elapsed().as_secs_f64());

@@ -248,13 +248,14 @@ async fn authorize_ip_ws(req: HttpRequest, body: web::Payload, state: State) -> 
     actix_web::rt::spawn(async move {
         let gauge = state.actor_metrics.websockets.clone();
         gauge.inc();
-        serve_ip_socket(&state, ticket, session, stream.max_frame_size(crate::flux::ws::MAX_CLIENT_FRAME)).await;
+        let socket = crate::flux::ws::ActixSocket(session, stream.max_frame_size(crate::flux::ws::MAX_CLIENT_FRAME));
+        serve_ip_socket(&state, ticket, socket).await;
         gauge.dec();
     });
     Ok(response)
 }
 
-async fn serve_ip_socket(state: &AccountsState, ticket: String, mut session: actix_ws::Session, mut stream: actix_ws::MessageStream) {
+async fn serve_ip_socket(state: &AccountsState, ticket: String, mut session: crate::flux::ws::ActixSocket) {
     use crate::flux::ws::{Outcome, send_and_close, wait};
     use sigil_actors::notifier::{Payload, Topic};
     let topic = Topic::IpAuthorized(rules::wait_id(&ticket));
@@ -271,7 +272,7 @@ async fn serve_ip_socket(state: &AccountsState, ticket: String, mut session: act
         return send_and_close(session, text, None).await;
     }
     let left = std::time::Duration::from_millis(IP_AUTHORIZATION_TTL_MS);
-    match wait(async { event.await.ok() }, left, &mut stream, &mut session).await {
+    match wait(async { event.await.ok() }, left, &mut session).await {
         Outcome::Event(e) => {
             if matches!(e.payload, Payload::IpAuthorized) {
                 let text = frame(claim(state, &ticket).await).unwrap_or_else(|| json!({"completed": false}).to_string());
