@@ -227,6 +227,10 @@ impl Sigil {
                 .configure(crate::oauth2::configure_root)
                 .configure(v1::routes::configure)
                 .configure(admin::configure)
+                // Reached only by a websocket asked for on a reused connection (see
+                // `flux::ws::is_flux_socket`); after the hot request paths, as a pattern with a
+                // parameter costs a regex match.
+                .configure(flux::ws::configure)
                 .configure(|cfg| {
                     if ui_enabled {
                         crate::ui::configure(cfg);

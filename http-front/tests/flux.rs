@@ -381,6 +381,46 @@ async fn unknown_phrase_socket_gets_the_error_frame() {
     socket.send(Message::Close(None)).await.ok();
 }
 
+/// The Flux sockets are served beside actix-web (tungstenite, picked by peeking at a
+/// connection's first bytes); one asked for on a connection that already carried a request
+/// (keep-alive) is served too, through actix-web, with the same frames. A websocket on an
+/// unknown `/ws/` path is refused with a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_are_served_on_fresh_and_reused_connections() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::serve(dir.path(), &[]);
+    let expired = "status=error&data%5Bmessage%5D=Signed%20message%20is%20no%20longer%20valid.%20Please%20request%20a%20new%20one.";
+    // A reused connection: a plain request first, then the upgrade on the same socket.
+    let mut tcp = tokio::net::TcpStream::connect(s.addr.as_str()).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(tcp.read(&mut byte).await.unwrap(), 1, "the connection stays open");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length: ")).unwrap().trim().parse().unwrap();
+    let mut body = vec![0u8; length];
+    tcp.read_exact(&mut body).await.unwrap();
+    let url = s.ws("/ws/id/1700000000000nosuchphrase/");
+    let (mut socket, _) = tokio_tungstenite::client_async(url.as_str(), tcp).await.unwrap();
+    let Some(Ok(Message::Text(text))) = socket.next().await else { panic!("no frame on the reused connection") };
+    assert_eq!(text.as_str(), expired);
+    // A fresh connection, the trailing-slash and zelid spellings.
+    for path in ["/ws/zelid/1700000000000nosuchphrase", "/ws/id/1700000000000nosuchphrase/"] {
+        let (mut socket, _) = tokio_tungstenite::connect_async(s.ws(path)).await.unwrap();
+        let Some(Ok(Message::Text(text))) = socket.next().await else { panic!("no frame on {path}") };
+        assert_eq!(text.as_str(), expired);
+    }
+    let refused = tokio_tungstenite::connect_async(s.ws("/ws/nothing/here")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 404),
+        other => panic!("an unknown socket path was not refused: {:?}", other.map(|_| ())),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_logins_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();

@@ -161,11 +161,42 @@ pub(crate) async fn accept(stream: TcpStream, state: web::Data<FluxState>) {
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, route, Some(config));
     let Ok(Ok(socket)) = tokio::time::timeout(Duration::from_secs(5), handshake).await else { return };
     let Some(asked) = asked else { return };
+    serve(&state, asked, FluxSocket(socket)).await;
+}
+
+/// The same sockets through actix-web, for the rare client that asks for one on a connection
+/// that began with another request (keep-alive): the peek only sees a connection's first
+/// request.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for pattern in ["/ws/id/{phrase}", "/ws/id/{phrase}/", "/ws/zelid/{phrase}", "/ws/zelid/{phrase}/"] {
+        cfg.route(pattern, web::get().to(|req, body, path: web::Path<String>, state| actix_socket(req, body, Wanted::Login(path.into_inner()), state)));
+    }
+    for pattern in ["/ws/sign/{identifier}", "/ws/sign/{identifier}/"] {
+        cfg.route(pattern, web::get().to(|req, body, path: web::Path<String>, state| actix_socket(req, body, Wanted::Sign(path.into_inner()), state)));
+    }
+}
+
+async fn actix_socket(
+    req: actix_web::HttpRequest,
+    body: web::Payload,
+    asked: Wanted,
+    state: web::Data<FluxState>,
+) -> actix_web::Result<actix_web::HttpResponse> {
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    actix_web::rt::spawn(async move {
+        let socket = ActixSocket(session, stream.max_frame_size(MAX_CLIENT_FRAME));
+        serve(&state, asked, socket).await;
+    });
+    Ok(response)
+}
+
+/// Runs one socket, counted in the gauge.
+async fn serve(state: &FluxState, asked: Wanted, socket: impl PushSocket) {
     let gauge = state.metrics.websockets.clone();
     gauge.inc();
     match asked {
-        Wanted::Login(phrase) => serve_login(&state, phrase, FluxSocket(socket)).await,
-        Wanted::Sign(identifier) => serve_sign(&state, identifier, FluxSocket(socket)).await,
+        Wanted::Login(phrase) => serve_login(state, phrase, socket).await,
+        Wanted::Sign(identifier) => serve_sign(state, identifier, socket).await,
     }
     gauge.dec();
 }
