@@ -153,6 +153,9 @@ pub(crate) async fn accept(stream: TcpStream, state: web::Data<FluxState>) {
         *refusal.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
         Err(refusal)
     };
+    // One frame and a close, written back to back: without this the close would wait for the
+    // client's (delayed) acknowledgement of the frame.
+    let _ = stream.set_nodelay(true);
     let config = WebSocketConfig::default()
         .read_buffer_size(256)
         .write_buffer_size(0)
