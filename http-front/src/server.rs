@@ -262,12 +262,21 @@ impl Sigil {
             // actix counts connections per worker; the key is per node.
             .max_concurrent_connections(config.server.max_connections.div_ceil(workers))
             .shutdown_timeout(config.server.shutdown_timeout.0.as_secs().max(1));
+        // Fires when a graceful stop begins (SIGTERM/SIGINT or the handle): idle keep-alive
+        // connections and waiting websockets then close at once instead of holding the stop
+        // for its whole timeout (what `HttpServer` does for its connections).
+        let stopping = builder.graceful_shutdown_signal();
         // Every accepted connection is peeked at: a Flux websocket (`GET /ws/…`) is served
         // beside actix with tungstenite and small buffers (an idle one costs a fifth of what it
         // costs through actix-web; docs/benchmarks.md), anything else goes to actix-web's App
         // through actix-http, as `HttpServer` would run it.
         let serve = move || {
+            let http_stopping = stopping.clone();
             let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = http_stopping.clone();
+                    async move { stopping.notified().await }
+                })
                 .keep_alive(Duration::from_secs(75))
                 .client_request_timeout(Duration::from_secs(5))
                 .client_disconnect_timeout(Duration::from_secs(2))
@@ -276,16 +285,20 @@ impl Sigil {
                 // for a request without a Host header.)
                 .finish(map_config(app(), |()| AppConfig::default()))
                 .tcp();
-            let ws_state = ws_state.clone();
+            let (ws_state, stopping) = (ws_state.clone(), stopping.clone());
             fn_factory(move || {
-                let (http, ws_state) = (http.new_service(()), ws_state.clone());
+                let (http, ws_state, stopping) = (http.new_service(()), ws_state.clone(), stopping.clone());
                 async move {
                     let http = std::rc::Rc::new(http.await?);
                     Ok::<_, ()>(fn_service(move |stream: actix_web::rt::net::TcpStream| {
-                        let (http, ws_state) = (http.clone(), ws_state.clone());
+                        let (http, ws_state, stopping) = (http.clone(), ws_state.clone(), stopping.clone());
                         async move {
                             if flux::ws::is_flux_socket(&stream, Duration::from_secs(5)).await {
-                                flux::ws::accept(stream, ws_state).await;
+                                // A stop closes the socket (its client reconnects elsewhere).
+                                tokio::select! {
+                                    () = flux::ws::accept(stream, ws_state) => {}
+                                    () = stopping.notified() => {}
+                                }
                                 return Ok(());
                             }
                             http.call(stream).await

@@ -4,6 +4,7 @@
 #![allow(clippy::zombie_processes, clippy::type_complexity)]
 
 use std::io::Read;
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -75,13 +76,29 @@ fn health_ready_and_metrics() {
 
 #[test]
 fn sigterm_stops_cleanly_and_releases_the_store() {
+    use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
     let mut sigil = serve(dir.path(), &[]);
     let (status, _, _) = get(&sigil.addr, "/readyz");
     assert_eq!(status, 200);
+    // Held open through the stop: an idle keep-alive connection and a Flux websocket waiting for
+    // a login. Neither may hold the stop for its timeout (10 s).
+    let mut idle = TcpStream::connect(&sigil.addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = [0u8; 256];
+    assert!(idle.read(&mut answer).unwrap() > 0);
+    let mut ws = TcpStream::connect(&sigil.addr).unwrap();
+    let (_, _, phrase) = get(&sigil.addr, "/id/loginphrase");
+    let phrase = phrase.split("\"data\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap().to_string();
+    write!(ws, "GET /ws/id/{phrase} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let n = ws.read(&mut answer).unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&answer[..n]));
+    let stopping = Instant::now();
     sigterm(&sigil.child);
     let status = wait_exit(&mut sigil.child, Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
+    assert!(stopping.elapsed() < Duration::from_secs(5), "open connections held the stop for {:?}", stopping.elapsed());
+    drop((idle, ws));
     // The RocksDB lock is released: another process can open the data dir at once.
     let mut again = serve(dir.path(), &[]);
     let (status, _, _) = get(&again.addr, "/readyz");
