@@ -251,6 +251,14 @@ impl SessionRegistry {
         Ok(rx)
     }
 
+    /// Queues a login whose signature was just found valid and answers `reply` once its
+    /// session is durable: [`OpenSession`] for the verifier's thread, so the request that waits
+    /// for it is woken once, with the outcome. If the registry is gone, `reply` is dropped and
+    /// the request hears so.
+    pub fn open_verified(&self, msg: OpenSession, reply: oneshot::Sender<Result<Option<FluxSession>, FluxError>>) {
+        let _ = self.jobs.send(Job::Open(msg, reply));
+    }
+
     /// Queues `work`, whose writes must be relaxed: it is answered only once its group is
     /// durable (a failed fsync answers the store's error instead).
     fn queue_grouped<T: Send + 'static, E: From<StoreError> + Send + 'static>(
@@ -269,7 +277,6 @@ impl SessionRegistry {
     }
 }
 
-
 impl Write for OpenSession {
     type Ok = Option<FluxSession>;
     type Err = FluxError;
@@ -278,16 +285,6 @@ impl Write for OpenSession {
         let (tx, rx) = oneshot::channel();
         registry.jobs.send(Job::Open(self, tx)).map_err(|_| ActorError::Gone("the session registry"))?;
         Ok(rx)
-    }
-}
-
-impl SessionRegistry {
-    /// Queues a login whose signature was just found valid and answers `reply` once its
-    /// session is durable: [`OpenSession`] for the verifier's thread, so the request that waits
-    /// for it is woken once, with the outcome. If the registry is gone, `reply` is dropped and
-    /// the request hears so.
-    pub fn open_verified(&self, msg: OpenSession, reply: oneshot::Sender<Result<Option<FluxSession>, FluxError>>) {
-        let _ = self.jobs.send(Job::Open(msg, reply));
     }
 }
 

@@ -53,8 +53,8 @@ struct Shared {
 }
 
 fn start_shared(store: &Arc<dyn Store>, metrics: &ActorMetrics) -> Result<Shared, FrontError> {
-    // On its own thread, so a push never queues behind the verifier's and registry's mailbox
-    // traffic on the system arbiter (measured: ws-push p99 12 ms there under a login storm).
+    // Not an actor: the thread that commits an event hands it to the waiting sockets itself, so
+    // a push never queues behind mailbox traffic (docs/architecture.md "Notifier").
     let notifier_metrics = Some(metrics.clone());
     let notifier = Notifier::new(notifier_metrics);
     let registry = SessionRegistry::start(store.clone(), notifier.clone(), Some(metrics.clone()))

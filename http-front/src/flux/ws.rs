@@ -114,9 +114,7 @@ pub(crate) async fn is_flux_socket(stream: &TcpStream, patience: Duration) -> bo
             return true;
         }
         // A head split over packets: wait for the rest (rare; browsers and Node send it whole).
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
+        // Past the deadline the next peek gives up.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
@@ -265,7 +263,7 @@ pub(crate) async fn wait<T>(event: impl std::future::Future<Output = Option<T>>,
     }
 }
 
-async fn serve_login(state: &FluxState, phrase: String, mut session: impl PushSocket) {
+async fn serve_login(state: &FluxState, phrase: String, mut socket: impl PushSocket) {
     let topic = Topic::Login(phrase.clone());
     let (id, event) = state.notifier.subscribe(topic.clone());
     let unsubscribe = || state.notifier.unsubscribe(&topic, id);
@@ -274,12 +272,12 @@ async fn serve_login(state: &FluxState, phrase: String, mut session: impl PushSo
         Ok(Some(s)) => {
             unsubscribe();
             let signature = state.reader.push_signature(&phrase).ok().flatten();
-            return send_and_close(session, login_frame(state, &s, signature.as_deref()), Some(LOGIN_PUSHED)).await;
+            return send_and_close(socket, login_frame(state, &s, signature.as_deref()), Some(LOGIN_PUSHED)).await;
         }
         Ok(None) => {}
         Err(e) => {
             unsubscribe();
-            return send_and_close(session, error_frame(Some("Error"), &e.to_string()), Some(LOGIN_LOOKUP_FAILED)).await;
+            return send_and_close(socket, error_frame(Some("Error"), &e.to_string()), Some(LOGIN_LOOKUP_FAILED)).await;
         }
     }
     let active = match state.reader.active_phrase(&phrase) {
@@ -287,26 +285,26 @@ async fn serve_login(state: &FluxState, phrase: String, mut session: impl PushSo
         Ok(None) => {
             unsubscribe();
             let msg = "Signed message is no longer valid. Please request a new one.";
-            return send_and_close(session, error_frame(None, msg), None).await;
+            return send_and_close(socket, error_frame(None, msg), None).await;
         }
         Err(e) => {
             unsubscribe();
-            return send_and_close(session, error_frame(Some("Error"), &e.to_string()), Some(4013)).await;
+            return send_and_close(socket, error_frame(Some("Error"), &e.to_string()), Some(4013)).await;
         }
     };
     let left = Duration::from_millis(active.expire_at.saturating_sub(now_ms()));
-    match wait(async { event.await.ok() }, left, &mut session).await {
+    match wait(async { event.await.ok() }, left, &mut socket).await {
         Outcome::Event(e) => {
             if let Payload::Login { session: s, signature } = &e.payload {
                 let text = login_frame(state, s, Some(signature));
                 state.metrics.push_latency.observe(e.committed_at.elapsed().as_secs_f64());
-                send_and_close(session, text, Some(LOGIN_PUSHED)).await;
+                send_and_close(socket, text, Some(LOGIN_PUSHED)).await;
             }
         }
         Outcome::Expired => {
             unsubscribe();
             let msg = "Signed message is no longer valid. Please request a new one.";
-            send_and_close(session, error_frame(None, msg), None).await;
+            send_and_close(socket, error_frame(None, msg), None).await;
         }
         Outcome::ClientGone => unsubscribe(),
     }
@@ -315,7 +313,7 @@ async fn serve_login(state: &FluxState, phrase: String, mut session: impl PushSo
 /// FluxOS waits forever; sigil gives up when the identifier's 15 minutes are over
 /// (decision 3): 15 minutes after the timestamp that ends the identifier, or after now if it
 /// has none.
-async fn serve_sign(state: &FluxState, identifier: String, mut session: impl PushSocket) {
+async fn serve_sign(state: &FluxState, identifier: String, mut socket: impl PushSocket) {
     let topic = Topic::Sign(identifier.clone());
     let (id, event) = state.notifier.subscribe(topic.clone());
     let unsubscribe = || state.notifier.unsubscribe(&topic, id);
@@ -323,12 +321,12 @@ async fn serve_sign(state: &FluxState, identifier: String, mut session: impl Pus
     match state.reader.provided_signature(&identifier) {
         Ok(Some(p)) => {
             unsubscribe();
-            return send_and_close(session, sign_frame(&p), Some(SIGNATURE_PUSHED)).await;
+            return send_and_close(socket, sign_frame(&p), Some(SIGNATURE_PUSHED)).await;
         }
         Ok(None) => {}
         Err(e) => {
             unsubscribe();
-            return send_and_close(session, error_frame(Some("Error"), &e.to_string()), Some(SIGN_LOOKUP_FAILED)).await;
+            return send_and_close(socket, error_frame(Some("Error"), &e.to_string()), Some(SIGN_LOOKUP_FAILED)).await;
         }
     }
     let now = now_ms();
@@ -336,17 +334,17 @@ async fn serve_sign(state: &FluxState, identifier: String, mut session: impl Pus
     let started = identifier.get(tail_start..).and_then(phrase_timestamp).filter(|t| *t <= now).unwrap_or(now);
     let left = Duration::from_millis((started + PROVIDED_SIGNATURE_TTL_MS).saturating_sub(now));
     let waited_from = Instant::now();
-    match wait(async { event.await.ok() }, left, &mut session).await {
+    match wait(async { event.await.ok() }, left, &mut socket).await {
         Outcome::Event(e) => {
             if let Payload::Signature(p) = &e.payload {
                 state.metrics.push_latency.observe(e.committed_at.elapsed().as_secs_f64());
-                send_and_close(session, sign_frame(p), Some(SIGNATURE_PUSHED)).await;
+                send_and_close(socket, sign_frame(p), Some(SIGNATURE_PUSHED)).await;
             }
         }
         Outcome::Expired => {
             unsubscribe();
             tracing::debug!(waited = ?waited_from.elapsed(), "sign socket expired");
-            send_and_close(session, error_frame(None, "Signature request has expired"), None).await;
+            send_and_close(socket, error_frame(None, "Signature request has expired"), None).await;
         }
         Outcome::ClientGone => unsubscribe(),
     }

@@ -255,7 +255,7 @@ async fn authorize_ip_ws(req: HttpRequest, body: web::Payload, state: State) -> 
     Ok(response)
 }
 
-async fn serve_ip_socket(state: &AccountsState, ticket: String, mut session: crate::flux::ws::ActixSocket) {
+async fn serve_ip_socket(state: &AccountsState, ticket: String, mut socket: crate::flux::ws::ActixSocket) {
     use crate::flux::ws::{Outcome, send_and_close, wait};
     use sigil_actors::notifier::{Payload, Topic};
     let topic = Topic::IpAuthorized(rules::wait_id(&ticket));
@@ -269,20 +269,20 @@ async fn serve_ip_socket(state: &AccountsState, ticket: String, mut session: cra
     };
     if let Some(text) = frame(claim(state, &ticket).await) {
         unsubscribe();
-        return send_and_close(session, text, None).await;
+        return send_and_close(socket, text, None).await;
     }
     let left = std::time::Duration::from_millis(IP_AUTHORIZATION_TTL_MS);
-    match wait(async { event.await.ok() }, left, &mut session).await {
+    match wait(async { event.await.ok() }, left, &mut socket).await {
         Outcome::Event(e) => {
             if matches!(e.payload, Payload::IpAuthorized) {
                 let text = frame(claim(state, &ticket).await).unwrap_or_else(|| json!({"completed": false}).to_string());
                 state.actor_metrics.push_latency.observe(e.committed_at.elapsed().as_secs_f64());
-                send_and_close(session, text, None).await;
+                send_and_close(socket, text, None).await;
             }
         }
         Outcome::Expired => {
             unsubscribe();
-            send_and_close(session, json!({"code": "MFA_INVALID_TICKET", "message": "The approval expired"}).to_string(), None).await;
+            send_and_close(socket, json!({"code": "MFA_INVALID_TICKET", "message": "The approval expired"}).to_string(), None).await;
         }
         Outcome::ClientGone => unsubscribe(),
     }
