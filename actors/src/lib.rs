@@ -1,7 +1,7 @@
 //! sigil's actix actors: they own state and concurrency; the domain rules live in
 //! `sigil-engine`, the wire formats in `sigil-http`.
 //!
-//! - [`verifier::VerifierPool`] gathers signature checks into micro-batches and verifies them
+//! - [`verifier::VerifierPool`] (a handle, no mailbox) queues signature checks and verifies them
 //!   on rayon;
 //! - [`phrases::PhraseIssuer`] issues and lists login phrases;
 //! - [`sessions::SessionRegistry`] opens and ends wallet sessions (its [`sessions::SessionReader`]

@@ -1,20 +1,22 @@
-//! The verifier pool: micro-batches of signature checks, verified in parallel on rayon.
+//! The verifier pool: signature checks verified in small batches on rayon.
 //!
-//! Callers send [`Verify`]; the actor queues the check and its reply channel. The queue goes
-//! to rayon as one batch **at once while a rayon thread is free** (an idle server adds no
-//! wait), and otherwise when it reaches [`PoolConfig::max_batch`] or [`PoolConfig::max_wait`]
-//! after the first check arrived. Small batches keep the stages of a login pipelined: with one
-//! batch as large as all 64 connections, every request verified, then committed, then answered
-//! in lockstep and the cores took turns idling (measured in docs/benchmarks.md: 64 → 8 gave
-//! +12 % logins/s). Each caller gets its own verdict. When more
-//! than [`PoolConfig::max_queue`] checks are waiting or running, new ones are refused at once
-//! (the front answers with an error body) instead of growing memory and latency without bound.
+//! A caller hands its check to [`VerifierPool::verify_then`] (or awaits [`VerifierPool::verify`]);
+//! the check joins the pool's queue, and while fewer drainers run than rayon has threads, a new
+//! drainer is spawned on rayon at once (an idle server adds no wait). A drainer takes up to
+//! [`PoolConfig::max_batch`] checks at a time, verifies them, hands each verdict to its
+//! continuation on the verifying thread, and goes on until the queue is empty. So under load the
+//! checks that arrived while a batch was being verified form the next batch, with no timer and
+//! no thread between the HTTP worker and rayon: the pool used to be an actor on the system
+//! arbiter, whose mailbox woke that thread once per login (docs/benchmarks.md). Small batches
+//! keep the stages of a login pipelined: with one batch as large as all 64 connections, every
+//! request verified, then committed, then answered in lockstep and the cores took turns idling
+//! (measured: 64 → 8 gave +12 % logins/s). When more than [`PoolConfig::max_queue`] checks are
+//! waiting or running, new ones are refused at once (the front answers with an error body)
+//! instead of growing memory and latency without bound.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use actix::prelude::*;
 use sigil_engine::verify::{Check, Policy, VerifyError, verify_batch};
 use tokio::sync::oneshot;
 
@@ -23,159 +25,130 @@ use crate::metrics::ActorMetrics;
 
 #[derive(Debug, Clone, Copy)]
 pub struct PoolConfig {
+    /// Checks one drainer takes from the queue at a time.
     pub max_batch: usize,
-    pub max_wait: Duration,
+    /// Checks queued or being verified before new ones are refused.
     pub max_queue: usize,
-    /// Batches that may run on rayon before new checks wait to be batched (0: always wait).
-    pub eager_batches: usize,
+    /// Drainers that may run on rayon at once (0: none — checks only queue; for tests).
+    pub drainers: usize,
     pub policy: Policy,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self {
-            max_batch: 8,
-            max_wait: Duration::from_micros(200),
-            max_queue: 16_384,
-            eager_batches: rayon::current_num_threads(),
-            policy: Policy::SIGIL,
-        }
+        Self { max_batch: 8, max_queue: 16_384, drainers: rayon::current_num_threads(), policy: Policy::SIGIL }
     }
 }
 
-/// Verify one signature; answers the verdict, or [`ActorError::Overloaded`].
-#[derive(Message)]
-#[rtype(result = "Result<oneshot::Receiver<Result<(), VerifyError>>, ActorError>")]
-pub struct Verify(pub Check);
-
-/// What becomes of a check's verdict, on the rayon thread that reached it (or on the pool's
-/// thread, with [`ActorError::Overloaded`], if the check was refused).
+/// What becomes of a check's verdict, on the rayon thread that reached it (or on the caller's
+/// thread, with [`ActorError::Overloaded`], if the check was refused). A valid wallet login
+/// goes from there straight to the session registry's queue, and its request wakes once, when
+/// its session is durable.
 pub type Then = Box<dyn FnOnce(Result<Result<(), VerifyError>, ActorError>) + Send>;
 
-/// Verify one signature and hand the verdict to `then` where it is reached, without waking the
-/// sender: a valid wallet login goes from the verifying thread straight to the session
-/// registry's queue, and its request wakes once, when its session is durable. Send it with
-/// `do_send` (the answer comes through `then`, refusals included).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct VerifyThen(pub Check, pub Then);
-
+/// The pool: a `Clone` handle; every clone feeds the same queue.
+#[derive(Clone)]
 pub struct VerifierPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     config: PoolConfig,
-    pending: Vec<(Check, Then)>,
-    flush_scheduled: Option<SpawnHandle>,
-    /// Checks accepted and not yet answered (queued + on rayon).
-    in_flight: Arc<AtomicUsize>,
-    /// Batches handed to rayon and not yet finished.
-    running: Arc<AtomicUsize>,
+    queue: Mutex<Queue>,
     metrics: Option<ActorMetrics>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<(Check, Then)>,
+    /// Checks accepted and not yet answered (waiting + being verified).
+    in_flight: usize,
+    /// Drainers running on rayon.
+    drainers: usize,
 }
 
 impl VerifierPool {
     pub fn new(config: PoolConfig, metrics: Option<ActorMetrics>) -> Self {
-        Self { config, pending: Vec::new(), flush_scheduled: None, in_flight: Arc::new(AtomicUsize::new(0)), running: Arc::new(AtomicUsize::new(0)), metrics }
+        Self { inner: Arc::new(Inner { config, queue: Mutex::new(Queue::default()), metrics }) }
     }
 
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        if let Some(handle) = self.flush_scheduled.take() {
-            ctx.cancel_future(handle);
-        }
-        if self.pending.is_empty() {
+    /// Verifies `check` and hands the verdict to `then` where it is reached, without waking
+    /// the caller; a refusal (full queue) reaches `then` at once, on this thread.
+    pub fn verify_then(&self, check: Check, then: Then) {
+        let inner = &self.inner;
+        let mut queue = inner.lock();
+        if queue.in_flight >= inner.config.max_queue {
+            drop(queue);
+            if let Some(m) = &inner.metrics {
+                m.verifier_rejected.inc();
+            }
+            then(Err(ActorError::Overloaded("the signature verifier")));
             return;
         }
-        let batch = std::mem::take(&mut self.pending);
-        let policy = self.config.policy;
-        let in_flight = self.in_flight.clone();
-        let running = self.running.clone();
-        running.fetch_add(1, Ordering::AcqRel);
-        let metrics = self.metrics.clone();
-        if let Some(m) = &metrics {
-            m.verifier_batch_size.observe(batch.len() as f64);
+        queue.in_flight += 1;
+        queue.waiting.push_back((check, then));
+        let depth = queue.in_flight;
+        let spawn = queue.drainers < inner.config.drainers;
+        if spawn {
+            queue.drainers += 1;
         }
-        rayon::spawn(move || {
-            let (checks, replies): (Vec<Check>, Vec<_>) = batch.into_iter().unzip();
-            let verdicts = verify_batch(&checks, policy);
-            running.fetch_sub(1, Ordering::AcqRel);
-            let n = replies.len();
-            // Room is made before the answers go out, so a caller that got its verdict
-            // always finds the queue no fuller than it left it.
-            let left = in_flight.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
-            if let Some(m) = metrics {
+        drop(queue);
+        if let Some(m) = &inner.metrics {
+            m.verifier_queue_depth.set(depth as i64);
+        }
+        if spawn {
+            let inner = self.inner.clone();
+            rayon::spawn(move || inner.drain());
+        }
+    }
+
+    /// Verifies `check`; answers the verdict, or [`ActorError::Overloaded`].
+    pub async fn verify(&self, check: Check) -> Result<Result<(), VerifyError>, ActorError> {
+        let (tx, rx) = oneshot::channel();
+        // A caller that gave up (client gone) just dropped its receiver.
+        self.verify_then(check, Box::new(move |verdict| drop(tx.send(verdict))));
+        rx.await.map_err(|_| ActorError::Gone("the signature verifier"))?
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // The queue's invariants hold between statements; a panic elsewhere cannot break them.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Verifies batches until the queue is empty, then ends (a later check spawns a new one).
+    fn drain(&self) {
+        loop {
+            let batch: Vec<(Check, Then)> = {
+                let mut queue = self.lock();
+                if queue.waiting.is_empty() {
+                    queue.drainers -= 1;
+                    return;
+                }
+                let n = queue.waiting.len().min(self.config.max_batch.max(1));
+                queue.waiting.drain(..n).collect()
+            };
+            if let Some(m) = &self.metrics {
+                m.verifier_batch_size.observe(batch.len() as f64);
+            }
+            let (checks, replies): (Vec<Check>, Vec<Then>) = batch.into_iter().unzip();
+            let verdicts = verify_batch(&checks, self.config.policy);
+            // Room is made before the answers go out, so a caller that got its verdict always
+            // finds the queue no fuller than it left it.
+            let left = {
+                let mut queue = self.lock();
+                queue.in_flight -= replies.len();
+                queue.in_flight
+            };
+            if let Some(m) = &self.metrics {
                 m.verifier_queue_depth.set(left as i64);
             }
             for (then, verdict) in replies.into_iter().zip(verdicts) {
                 then(Ok(verdict));
             }
-        });
-    }
-}
-
-impl Actor for VerifierPool {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(self.config.max_queue);
-    }
-}
-
-impl VerifierPool {
-    /// Queues `check` for a batch, or refuses it when the queue is full.
-    fn enqueue(&mut self, check: Check, then: Then, ctx: &mut Context<Self>) -> Result<(), (Then, ActorError)> {
-        let depth = self.in_flight.load(Ordering::Acquire);
-        if depth >= self.config.max_queue {
-            if let Some(m) = &self.metrics {
-                m.verifier_rejected.inc();
-            }
-            return Err((then, ActorError::Overloaded("the signature verifier")));
-        }
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if let Some(m) = &self.metrics {
-            m.verifier_queue_depth.set(depth as i64 + 1);
-        }
-        self.pending.push((check, then));
-        let rayon_free = self.running.load(Ordering::Acquire) < self.config.eager_batches;
-        if rayon_free || self.pending.len() >= self.config.max_batch {
-            self.flush(ctx);
-        } else if self.flush_scheduled.is_none() {
-            self.flush_scheduled = Some(ctx.run_later(self.config.max_wait, |pool, ctx| {
-                pool.flush_scheduled = None;
-                pool.flush(ctx);
-            }));
-        }
-        Ok(())
-    }
-}
-
-impl Handler<Verify> for VerifierPool {
-    type Result = Result<oneshot::Receiver<Result<(), VerifyError>>, ActorError>;
-
-    fn handle(&mut self, Verify(check): Verify, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        let then: Then = Box::new(move |verdict| {
-            // A caller that gave up (client gone) just dropped its receiver.
-            if let Ok(verdict) = verdict {
-                let _ = tx.send(verdict);
-            }
-        });
-        self.enqueue(check, then, ctx).map_err(|(_, e)| e)?;
-        Ok(rx)
-    }
-}
-
-impl Handler<VerifyThen> for VerifierPool {
-    type Result = ();
-
-    fn handle(&mut self, VerifyThen(check, then): VerifyThen, ctx: &mut Context<Self>) {
-        if let Err((then, refused)) = self.enqueue(check, then, ctx) {
-            then(Err(refused));
         }
     }
-}
-
-/// Sends `check` to the pool and waits for its verdict.
-pub async fn verify(pool: &Addr<VerifierPool>, check: Check) -> Result<Result<(), VerifyError>, ActorError> {
-    let receiver = pool.send(Verify(check)).await.map_err(|_| ActorError::Gone("the signature verifier"))??;
-    receiver.await.map_err(|_| ActorError::Gone("the signature verifier"))
 }
 
 #[cfg(test)]
@@ -198,9 +171,9 @@ mod tests {
     async fn each_caller_gets_its_own_verdict() {
         let registry = prometheus::Registry::new();
         let metrics = ActorMetrics::new(&registry).unwrap();
-        let pool = VerifierPool::new(PoolConfig::default(), Some(metrics.clone())).start();
+        let pool = VerifierPool::new(PoolConfig::default(), Some(metrics.clone()));
         let checks: Vec<(Check, bool)> = (0..200).map(|i| (real_check(i, i % 3 != 0), i % 3 != 0)).collect();
-        let answers = futures_join(checks.iter().map(|(c, _)| verify(&pool, c.clone()))).await;
+        let answers = futures_join(checks.iter().map(|(c, _)| pool.verify(c.clone()))).await;
         for ((_, want), got) in checks.iter().zip(answers) {
             assert_eq!(got.unwrap().is_ok(), *want);
         }
@@ -212,44 +185,66 @@ mod tests {
         assert_eq!(metrics.verifier_queue_depth.get(), 0);
     }
 
-    #[actix_web::test]
-    async fn a_full_queue_refuses_instead_of_growing() {
-        let config = PoolConfig {
-            max_queue: 4,
-            max_batch: 1000,
-            max_wait: Duration::from_millis(300),
-            eager_batches: 0,
-            ..PoolConfig::default()
-        };
-        let pool = VerifierPool::new(config, None).start();
-        let mut waiting = Vec::new();
-        for i in 0..4 {
-            waiting.push(pool.send(Verify(real_check(i, true))).await.unwrap().unwrap());
-        }
-        let refused = pool.send(Verify(real_check(9, true))).await.unwrap();
-        assert!(matches!(refused, Err(ActorError::Overloaded(_))));
-        for rx in waiting {
-            assert_eq!(rx.await.unwrap(), Ok(()));
-        }
-        // Once the batch is answered there is room again.
-        assert_eq!(verify(&pool, real_check(10, true)).await.unwrap(), Ok(()));
+    /// Waits for `verify_then`'s continuation on the current task.
+    fn submit(pool: &VerifierPool, check: Check) -> oneshot::Receiver<Result<Result<(), VerifyError>, ActorError>> {
+        let (tx, rx) = oneshot::channel();
+        pool.verify_then(check, Box::new(move |verdict| drop(tx.send(verdict))));
+        rx
     }
 
-    /// `VerifyThen` hands each verdict to its continuation on the thread that reached it, and
-    /// a check refused by a full queue to its continuation at once, as `Overloaded`.
+    #[actix_web::test]
+    async fn a_full_queue_refuses_instead_of_growing() {
+        // No drainer may run: the queue only fills.
+        let config = PoolConfig { max_queue: 4, drainers: 0, ..PoolConfig::default() };
+        let pool = VerifierPool::new(config, None);
+        let waiting: Vec<_> = (0..4).map(|i| submit(&pool, real_check(i, true))).collect();
+        let refused = submit(&pool, real_check(9, true)).await.unwrap();
+        assert!(matches!(refused, Err(ActorError::Overloaded(_))));
+        // A drainer for the queue (as one would be spawned were a rayon thread free).
+        let inner = pool.inner.clone();
+        inner.lock().drainers += 1;
+        rayon::spawn(move || inner.drain());
+        for rx in waiting {
+            assert_eq!(rx.await.unwrap().unwrap(), Ok(()));
+        }
+        assert_eq!(pool.inner.lock().drainers, 0, "the drainer ended with the queue empty");
+        // Once the batch is answered there is room again.
+        let pool = VerifierPool::new(PoolConfig { max_queue: 4, ..PoolConfig::default() }, None);
+        assert_eq!(pool.verify(real_check(10, true)).await.unwrap(), Ok(()));
+    }
+
+    /// A drainer goes on while checks keep arriving: every check queued while a batch was
+    /// being verified is answered, with no timer to wake it.
+    #[actix_web::test]
+    async fn checks_queued_during_a_batch_are_answered() {
+        let config = PoolConfig { drainers: 1, max_batch: 2, ..PoolConfig::default() };
+        let pool = VerifierPool::new(config, None);
+        let receivers: Vec<_> = (0..25).map(|i| submit(&pool, real_check(i, i % 2 == 0))).collect();
+        for (i, rx) in receivers.into_iter().enumerate() {
+            assert_eq!(rx.await.unwrap().unwrap().is_ok(), i % 2 == 0);
+        }
+        let queue = pool.inner.lock();
+        assert_eq!((queue.in_flight, queue.drainers, queue.waiting.len()), (0, 0, 0));
+    }
+
+    /// `verify_then` hands each verdict to its continuation on the thread that reached it,
+    /// and a check refused by a full queue to its continuation at once, as `Overloaded`.
     #[actix_web::test]
     async fn continuations_get_verdicts_and_refusals() {
-        let config = PoolConfig { max_queue: 3, max_batch: 1000, max_wait: Duration::from_millis(200), eager_batches: 0, ..PoolConfig::default() };
-        let pool = VerifierPool::new(config, None).start();
+        let config = PoolConfig { max_queue: 3, drainers: 0, ..PoolConfig::default() };
+        let pool = VerifierPool::new(config, None);
         let mut answers = Vec::new();
         for (i, valid) in [(0, true), (1, false), (2, true), (3, true)] {
             let (tx, rx) = oneshot::channel();
             let then: Then = Box::new(move |verdict| {
                 let _ = tx.send((verdict.map(|v| v.is_ok()).map_err(|e| matches!(e, ActorError::Overloaded(_))), std::thread::current().id()));
             });
-            pool.do_send(VerifyThen(real_check(i, valid), then));
+            pool.verify_then(real_check(i, valid), then);
             answers.push(rx);
         }
+        let inner = pool.inner.clone();
+        inner.lock().drainers += 1;
+        rayon::spawn(move || inner.drain());
         let mut got = Vec::new();
         for rx in answers {
             got.push(rx.await.unwrap());
@@ -257,6 +252,7 @@ mod tests {
         let verdicts: Vec<_> = got.iter().map(|(v, _)| *v).collect();
         assert_eq!(verdicts, vec![Ok(true), Ok(false), Ok(true), Err(true)], "three verdicts, the fourth refused");
         assert_ne!(got[0].1, std::thread::current().id(), "a verdict is delivered on the verifying thread");
+        assert_eq!(got[3].1, std::thread::current().id(), "a refusal is delivered on the caller's thread");
     }
 
     async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {

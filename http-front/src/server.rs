@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor as _;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_http::HttpService;
@@ -72,7 +71,7 @@ fn start_flux(
 ) -> FluxState {
     let flux = config.flux.clone();
     let policy = if flux.accept_segwit { sigil_engine::verify::Policy::SIGIL } else { sigil_engine::verify::Policy::FLUXOS };
-    let verifier = VerifierPool::new(PoolConfig { policy, ..PoolConfig::default() }, Some(metrics.clone())).start();
+    let verifier = VerifierPool::new(PoolConfig { policy, ..PoolConfig::default() }, Some(metrics.clone()));
     let issuer = PhraseIssuer::start(store.clone(), flux.phrase_ttl.as_millis(), STORE_WRITER_THREADS);
     let (notifier, registry) = (shared.notifier.clone(), shared.registry.clone());
     let reader = SessionReader::new(store.clone(), flux.phrase_ttl.as_millis());

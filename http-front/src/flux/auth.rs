@@ -6,7 +6,6 @@
 //! phrase without a session, as FluxOS allows; that path verifies the signature.
 
 use actix_web::HttpRequest;
-use sigil_actors::verifier;
 use sigil_engine::flux::Fields;
 use sigil_engine::flux::privilege::Level;
 use sigil_engine::secret::phrase_timestamp;
@@ -113,7 +112,7 @@ async fn stateless_user(state: &FluxState, credential: &Credential) -> bool {
         address: credential.zelid.clone(),
         signature: credential.signature.clone(),
     };
-    let valid = matches!(verifier::verify(&state.verifier, check).await, Ok(Ok(())));
+    let valid = matches!(state.verifier.verify(check).await, Ok(Ok(())));
     if valid {
         state.verified.remember(credential, issued + window, now);
     }

@@ -26,7 +26,7 @@ pub struct FluxState {
     pub config: FluxConfig,
     pub issuer: Addr<PhraseIssuer>,
     pub registry: SessionRegistry,
-    pub verifier: Addr<VerifierPool>,
+    pub verifier: VerifierPool,
     pub notifier: Notifier,
     pub reader: SessionReader,
     pub metrics: ActorMetrics,

@@ -214,7 +214,7 @@ async fn login_flow(state: &FluxState, fields: &Fields) -> Result<(FluxSession, 
             let _ = reply.send(Err(actor_error(refused)));
         }
     });
-    state.verifier.do_send(verifier::VerifyThen(check, then));
+    state.verifier.verify_then(check, then);
     let opened = outcome.await.map_err(|_| actor_error(ActorError::Gone("the session registry")))??;
     opened.map(|s| (s, signature)).ok_or(FluxError::PhraseNotActive)
 }
@@ -232,7 +232,7 @@ async fn providesign(req: HttpRequest, payload: web::Payload, state: State) -> H
         if state.config.verify_provided_signatures {
             let check =
                 Check { message: signed.phrase.clone(), address: signed.zelid.clone(), signature: signed.signature.clone() };
-            verifier::verify(&state.verifier, check).await.map_err(actor_error)?.map_err(|_| FluxError::InvalidSignature)?;
+            state.verifier.verify(check).await.map_err(actor_error)?.map_err(|_| FluxError::InvalidSignature)?;
         }
         sessions::request(&state.registry, ProvideSignature(signed)).await
     }
