@@ -6,24 +6,37 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sigil_engine::flux::FluxError;
 
+/// The envelope, serialized straight from its parts: no intermediate `serde_json::Value` (a
+/// deep copy of the data and a map per object, on every answer of the hot routes).
+#[derive(Serialize)]
+struct Envelope<T> {
+    status: &'static str,
+    data: T,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    message: &'a str,
+}
+
 /// `{"status":"success","data":<data>}`.
 pub fn data(data: impl Serialize) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "success", "data": data}))
+    HttpResponse::Ok().json(Envelope { status: "success", data })
 }
 
 /// `{"status":"success","data":{"message":…}}`.
 pub fn success_message(message: &str) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "success", "data": {"message": message}}))
+    HttpResponse::Ok().json(Envelope { status: "success", data: Message { message } })
 }
 
 /// `{"status":"warning","data":{"message":…}}`.
 pub fn warning_message(message: &str) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "warning", "data": {"message": message}}))
+    HttpResponse::Ok().json(Envelope { status: "warning", data: Message { message } })
 }
 
 /// `{"status":"error","data":{"message":…}}` (no name: a plain refusal, e.g. checkprivilege's `none`).
 pub fn error_message(message: &str) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "error", "data": {"message": message}}))
+    HttpResponse::Ok().json(Envelope { status: "error", data: Message { message } })
 }
 
 /// The 401 body FluxOS sends (with HTTP 200) when a privilege check fails.

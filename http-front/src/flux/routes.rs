@@ -146,6 +146,19 @@ fn session_json(s: &FluxSession) -> serde_json::Value {
     })
 }
 
+/// `verifylogin`'s answer, in FluxOS's field order (`privilage` is FluxOS's spelling).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoggedIn<'a> {
+    message: &'static str,
+    zelid: &'a str,
+    login_phrase: &'a str,
+    signature: &'a str,
+    privilage: &'static str,
+    created_at: String,
+    expire_at: String,
+}
+
 async fn verifylogin(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     if let Err(wait) = state.limits.check(Limited::FluxVerifyLogin, &req) {
         return envelope::rate_limited(wait);
@@ -154,8 +167,7 @@ async fn verifylogin(req: HttpRequest, payload: web::Payload, state: State) -> H
         Ok(f) => f,
         Err(response) => return response,
     };
-    let outcome = login_flow(&state, &fields).await;
-    let kind = address_kind(&fields, &state);
+    let (kind, outcome) = login_flow(&state, &fields).await;
     let label = match &outcome {
         Ok(_) => "success",
         Err(FluxError::InvalidSignature) => "invalid_signature",
@@ -163,17 +175,18 @@ async fn verifylogin(req: HttpRequest, payload: web::Payload, state: State) -> H
         Err(FluxError::Overloaded | FluxError::Store(_)) => "unavailable",
         Err(_) => "bad_request",
     };
+    let kind = kind.unwrap_or_else(|| address_kind(&fields, &state));
     state.metrics.logins.with_label_values(&[label, kind]).inc();
     reply(outcome, |(s, signature)| {
-        envelope::data(json!({
-            "message": "Successfully logged in",
-            "zelid": s.zelid,
-            "loginPhrase": s.login_phrase,
-            "signature": signature,
-            "privilage": Privilege::of(&s.zelid, &state.config).label(),
-            "createdAt": iso_millis(s.created_at),
-            "expireAt": iso_millis(s.expire_at),
-        }))
+        envelope::data(LoggedIn {
+            message: "Successfully logged in",
+            zelid: &s.zelid,
+            login_phrase: &s.login_phrase,
+            signature: &signature,
+            privilage: Privilege::of(&s.zelid, &state.config).label(),
+            created_at: iso_millis(s.created_at),
+            expire_at: iso_millis(s.expire_at),
+        })
     })
 }
 
@@ -181,14 +194,28 @@ async fn verifylogin(req: HttpRequest, payload: web::Payload, state: State) -> H
 fn address_kind(fields: &Fields, state: &FluxState) -> &'static str {
     let Ok(Some(address)) = fields.string(&["zelid", "address"]) else { return "none" };
     let multisig = fields.string(&["signature"]).ok().flatten().is_some_and(|s| multisig::is_multisig(&s));
-    if multisig && state.policy().multisig { "multisig" } else { AddressKind::of(&address, state.policy()).label() }
+    login_kind(&address, multisig, state)
+}
+
+fn login_kind(address: &str, multisig: bool, state: &FluxState) -> &'static str {
+    if multisig && state.policy().multisig { "multisig" } else { AddressKind::of(address, state.policy()).label() }
 }
 
 /// Steps 1–10 of FluxOS's verifylogin. The phrase is consumed only after the signature
 /// verified (a failed check does not burn it), atomically with the session's creation.
-async fn login_flow(state: &FluxState, fields: &Fields) -> Result<(FluxSession, String), FluxError> {
+/// Answers the attempt's `kind` label once the fields passed their checks (else the caller
+/// works it out from the fields).
+async fn login_flow(state: &FluxState, fields: &Fields) -> (Option<&'static str>, Result<(FluxSession, String), FluxError>) {
     let now = now_ms();
-    let attempt = login::check_login(fields, state.rules(), now, state.phrase_ttl())?;
+    let attempt = match login::check_login(fields, state.rules(), now, state.phrase_ttl()) {
+        Ok(attempt) => attempt,
+        Err(e) => return (None, Err(e)),
+    };
+    let kind = login_kind(&attempt.zelid, multisig::is_multisig(&attempt.signature), state);
+    (Some(kind), open_session(state, attempt, now).await)
+}
+
+async fn open_session(state: &FluxState, attempt: login::SignedPhrase, now: u64) -> Result<(FluxSession, String), FluxError> {
     let active = state.reader.active_phrase(&attempt.phrase)?.ok_or(FluxError::PhraseNotActive)?;
     if active.created_at >= now {
         return Err(FluxError::PhraseNotActive);
