@@ -3,7 +3,7 @@
 //!
 //! - [`verifier::VerifierPool`] (a handle, no mailbox) queues signature checks and verifies them
 //!   on rayon;
-//! - [`phrases::PhraseIssuer`] issues and lists login phrases;
+//! - [`phrases::PhraseIssuer`] (a handle over its own threads) issues and lists login phrases;
 //! - [`sessions::SessionRegistry`] opens and ends wallet sessions (its [`sessions::SessionReader`]
 //!   serves the hot "is this session valid?" path without queueing behind writes);
 //! - [`notifier::Notifier`] fans events out to websocket subscribers;

@@ -1,51 +1,96 @@
 //! The phrase issuer: issues login phrases and lists the active ones.
 //!
-//! A sync actor on its own threads, because issuing is a durable (fsynced) write; several
-//! threads let concurrent issues share one fsync.
+//! A handle over a queue served by a few threads of its own: issuing is a store write (relaxed
+//! on RocksDB; a network round trip in cluster mode), which must not hold an HTTP worker, and
+//! several threads let concurrent issues overlap. The HTTP worker queues its request itself
+//! (a channel send) and is woken once, with the phrase. It used to be an actix `SyncArbiter`,
+//! whose mailbox is read by a forwarding actor on the system arbiter: every phrase woke that
+//! thread on its way to an issuer thread (docs/benchmarks.md).
 
 use std::sync::Arc;
 
-use actix::prelude::*;
+use crossbeam::channel::{Receiver, Sender};
 use sigil_engine::flux::FluxError;
 use sigil_engine::flux::session::{self, ActivePhrase};
 use sigil_engine::store::{Millis, Store, now_ms};
+use tokio::sync::oneshot;
 
-#[derive(Message)]
-#[rtype(result = "Result<ActivePhrase, FluxError>")]
-pub struct IssuePhrase;
+use crate::ActorError;
 
-#[derive(Message)]
-#[rtype(result = "Result<Vec<ActivePhrase>, FluxError>")]
-pub struct ActivePhrases;
+enum Job {
+    Issue(oneshot::Sender<Result<ActivePhrase, FluxError>>),
+    Active(oneshot::Sender<Result<Vec<ActivePhrase>, FluxError>>),
+}
 
+/// The issuer's handle; clones share its threads, which end when the last handle is dropped.
+#[derive(Clone)]
 pub struct PhraseIssuer {
-    store: Arc<dyn Store>,
-    ttl: Millis,
+    jobs: Sender<Job>,
 }
 
 impl PhraseIssuer {
-    /// Starts `threads` issuers sharing one mailbox.
-    pub fn start(store: Arc<dyn Store>, ttl: Millis, threads: usize) -> Addr<Self> {
-        SyncArbiter::start(threads.max(1), move || Self { store: store.clone(), ttl })
+    /// Starts `threads` issuer threads sharing one queue.
+    pub fn start(store: Arc<dyn Store>, ttl: Millis, threads: usize) -> std::io::Result<Self> {
+        let (jobs, queue) = crossbeam::channel::unbounded();
+        for i in 0..threads.max(1) {
+            let (store, queue) = (store.clone(), queue.clone());
+            std::thread::Builder::new().name(format!("sigil-phrases-{i}")).spawn(move || serve(store.as_ref(), ttl, &queue))?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// A new phrase, stored as issued.
+    pub async fn issue(&self) -> Result<ActivePhrase, FluxError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Issue(reply))?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// Every issued, unused phrase.
+    pub async fn active(&self) -> Result<Vec<ActivePhrase>, FluxError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Active(reply))?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    fn send(&self, job: Job) -> Result<(), FluxError> {
+        self.jobs.send(job).map_err(|_| gone())
     }
 }
 
-impl Actor for PhraseIssuer {
-    type Context = SyncContext<Self>;
+fn gone() -> FluxError {
+    FluxError::from(ActorError::Gone("the phrase issuer"))
 }
 
-impl Handler<IssuePhrase> for PhraseIssuer {
-    type Result = Result<ActivePhrase, FluxError>;
-
-    fn handle(&mut self, _: IssuePhrase, _: &mut SyncContext<Self>) -> Self::Result {
-        Ok(session::issue_phrase(self.store.as_ref(), now_ms(), self.ttl)?)
+fn serve(store: &dyn Store, ttl: Millis, queue: &Receiver<Job>) {
+    // A requester that gave up just dropped its receiver.
+    for job in queue {
+        match job {
+            Job::Issue(reply) => drop(reply.send(session::issue_phrase(store, now_ms(), ttl).map_err(FluxError::from))),
+            Job::Active(reply) => drop(reply.send(session::active_phrases(store, ttl).map_err(FluxError::from))),
+        }
     }
 }
 
-impl Handler<ActivePhrases> for PhraseIssuer {
-    type Result = Result<Vec<ActivePhrase>, FluxError>;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sigil_engine::store::{Durability, RocksStore};
 
-    fn handle(&mut self, _: ActivePhrases, _: &mut SyncContext<Self>) -> Self::Result {
-        Ok(session::active_phrases(self.store.as_ref(), self.ttl)?)
+    #[actix_web::test]
+    async fn issued_phrases_are_listed_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path(), Durability::Fsync).unwrap());
+        let issuer = PhraseIssuer::start(store, 200, 2).unwrap();
+        let issued = futures_util::future::join_all((0..20).map(|_| issuer.issue())).await;
+        let mut issued: Vec<String> = issued.into_iter().map(|p| p.unwrap().phrase).collect();
+        issued.sort();
+        issued.dedup();
+        assert_eq!(issued.len(), 20, "every request got its own phrase");
+        let mut active: Vec<String> = issuer.active().await.unwrap().into_iter().map(|p| p.phrase).collect();
+        active.sort();
+        assert_eq!(active, issued);
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert!(issuer.active().await.unwrap().is_empty(), "expired phrases are not listed");
     }
 }

@@ -35,9 +35,9 @@ use crate::limits::Limits;
 use crate::metrics::{self, HttpMetrics};
 use crate::{admin, flux, routes, tokens, v1};
 
-/// Threads of the sync actors that commit to the store. Concurrent commits share an fsync, so
-/// more writers than cores raise login throughput under fsync durability.
-const STORE_WRITER_THREADS: usize = 4;
+/// Threads of the phrase issuer: concurrent issues overlap (a network round trip each in
+/// cluster mode; RocksDB groups concurrent writes into one).
+const PHRASE_ISSUER_THREADS: usize = 4;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -68,14 +68,15 @@ fn start_flux(
     shared: &Shared,
     metrics: ActorMetrics,
     limits: Arc<Limits>,
-) -> FluxState {
+) -> Result<FluxState, FrontError> {
     let flux = config.flux.clone();
     let policy = if flux.accept_segwit { sigil_engine::verify::Policy::SIGIL } else { sigil_engine::verify::Policy::FLUXOS };
     let verifier = VerifierPool::new(PoolConfig { policy, ..PoolConfig::default() }, Some(metrics.clone()));
-    let issuer = PhraseIssuer::start(store.clone(), flux.phrase_ttl.as_millis(), STORE_WRITER_THREADS);
+    let issuer = PhraseIssuer::start(store.clone(), flux.phrase_ttl.as_millis(), PHRASE_ISSUER_THREADS)
+        .map_err(|e| FrontError::Startup(format!("cannot start the phrase issuer: {e}")))?;
     let (notifier, registry) = (shared.notifier.clone(), shared.registry.clone());
     let reader = SessionReader::new(store.clone(), flux.phrase_ttl.as_millis());
-    FluxState {
+    Ok(FluxState {
         config: flux,
         issuer,
         registry,
@@ -87,7 +88,7 @@ fn start_flux(
         verified: Default::default(),
         gates: Default::default(),
         max_body_bytes: config.server.max_body_bytes,
-    }
+    })
 }
 
 /// Starts the account actors: the password pool (its decoy hash costs one hash now), the
@@ -178,7 +179,13 @@ impl Sigil {
             .map_err(|e| FrontError::Startup(format!("cannot start the cross-node push relay: {e}")))?;
             shared.notifier.attach_relay(relay);
         }
-        let flux_state = start_flux(&config, &dyn_store, &shared, actor_metrics.clone(), limits.clone());
+        let flux_state = match start_flux(&config, &dyn_store, &shared, actor_metrics.clone(), limits.clone()) {
+            Ok(flux) => flux,
+            Err(e) => {
+                let _ = backend.close();
+                return Err(e);
+            }
+        };
         let config = Arc::new(config);
         let accounts = match start_accounts(&config, &dyn_store, &shared, metrics.registry(), limits, actor_metrics) {
             Ok(accounts) => accounts,

@@ -11,7 +11,6 @@ pub mod gates;
 pub mod routes;
 pub mod ws;
 
-use actix::Addr;
 use sigil_actors::metrics::ActorMetrics;
 use sigil_actors::notifier::Notifier;
 use sigil_actors::phrases::PhraseIssuer;
@@ -24,7 +23,7 @@ use sigil_engine::verify::Policy;
 /// What the Flux handlers reach: the actors, the session reader, the settings.
 pub struct FluxState {
     pub config: FluxConfig,
-    pub issuer: Addr<PhraseIssuer>,
+    pub issuer: PhraseIssuer,
     pub registry: SessionRegistry,
     pub verifier: VerifierPool,
     pub notifier: Notifier,

@@ -3,7 +3,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
-use sigil_actors::phrases::{ActivePhrases, IssuePhrase};
 use sigil_actors::sessions::{self, Logout, LogoutAll, LogoutEveryone, OpenSession, ProvideSignature, SetAppOwner};
 use sigil_actors::{ActorError, verifier};
 use sigil_engine::flux::privilege::{Level, Privilege};
@@ -86,17 +85,6 @@ async fn set_app_owner(req: HttpRequest, payload: web::Payload, state: State) ->
     reply(done, |()| envelope::data(json!({"app": app, "owner": owner})))
 }
 
-/// Sends `msg` and flattens "the actor is gone" into the dialect's overload error.
-async fn ask<A, M, T>(addr: &actix::Addr<A>, msg: M) -> Result<T, FluxError>
-where
-    A: actix::Actor + actix::Handler<M>,
-    A::Context: actix::dev::ToEnvelope<A, M>,
-    M: actix::Message<Result = Result<T, FluxError>> + Send + 'static,
-    T: Send + 'static,
-{
-    addr.send(msg).await.map_err(|_| FluxError::Overloaded)?
-}
-
 fn actor_error(e: ActorError) -> FluxError {
     tracing::warn!(error = %e, "actor unavailable");
     FluxError::Overloaded
@@ -134,7 +122,7 @@ async fn issue(req: &HttpRequest, state: &FluxState) -> HttpResponse {
     if let Err(wait) = state.limits.check(Limited::FluxPhrase, req) {
         return envelope::rate_limited(wait);
     }
-    reply(ask(&state.issuer, IssuePhrase).await, |p| envelope::data(p.phrase))
+    reply(state.issuer.issue().await, |p| envelope::data(p.phrase))
 }
 
 fn session_json(s: &FluxSession) -> serde_json::Value {
@@ -369,7 +357,7 @@ async fn activeloginphrases(req: HttpRequest, state: State) -> HttpResponse {
     if auth::require(&state, &req, Level::Admin).await.is_none() {
         return envelope::unauthorized();
     }
-    let phrases = ask(&state.issuer, ActivePhrases).await;
+    let phrases = state.issuer.active().await;
     reply(phrases, |phrases| {
         envelope::data(
             phrases

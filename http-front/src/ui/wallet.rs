@@ -9,7 +9,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use sigil_actors::phrases::IssuePhrase;
 use sigil_engine::store::now_ms;
 use sigil_engine::web::{self as rules, WebError};
 
@@ -63,9 +62,8 @@ async fn show(req: HttpRequest, state: State, flux: Flux, ui: UiData) -> HttpRes
         let wait = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         return super::error_page(&ui, &V1Error::Web(WebError::RateLimited(wait)));
     }
-    let phrase = match flux.issuer.send(IssuePhrase).await {
-        Ok(Ok(p)) => p.phrase,
-        Ok(Err(e)) => return super::error_page(&ui, &V1Error::Web(WebError::Unavailable(e.to_string()))),
+    let phrase = match flux.issuer.issue().await {
+        Ok(p) => p.phrase,
         Err(e) => return super::error_page(&ui, &V1Error::Web(WebError::Unavailable(e.to_string()))),
     };
     let (csrf, cookie) = match forms::token(&state, &req) {
