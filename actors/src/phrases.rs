@@ -81,7 +81,7 @@ mod tests {
     async fn issued_phrases_are_listed_until_they_expire() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(RocksStore::open(dir.path(), Durability::Fsync).unwrap());
-        let issuer = PhraseIssuer::start(store, 200, 2).unwrap();
+        let issuer = PhraseIssuer::start(store, 1_000, 2).unwrap();
         let issued = futures_util::future::join_all((0..20).map(|_| issuer.issue())).await;
         let mut issued: Vec<String> = issued.into_iter().map(|p| p.unwrap().phrase).collect();
         issued.sort();
@@ -90,7 +90,7 @@ mod tests {
         let mut active: Vec<String> = issuer.active().await.unwrap().into_iter().map(|p| p.phrase).collect();
         active.sort();
         assert_eq!(active, issued);
-        std::thread::sleep(std::time::Duration::from_millis(250));
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
         assert!(issuer.active().await.unwrap().is_empty(), "expired phrases are not listed");
     }
 }

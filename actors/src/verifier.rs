@@ -87,15 +87,15 @@ impl VerifierPool {
         }
         queue.in_flight += 1;
         queue.waiting.push_back((check, then));
-        let depth = queue.in_flight;
+        // The gauge is set under the lock, so the last value written is the last depth.
+        if let Some(m) = &inner.metrics {
+            m.verifier_queue_depth.set(queue.in_flight as i64);
+        }
         let spawn = queue.drainers < inner.config.drainers;
         if spawn {
             queue.drainers += 1;
         }
         drop(queue);
-        if let Some(m) = &inner.metrics {
-            m.verifier_queue_depth.set(depth as i64);
-        }
         if spawn {
             let inner = self.inner.clone();
             rayon::spawn(move || inner.drain());
@@ -136,13 +136,12 @@ impl Inner {
             let verdicts = verify_batch(&checks, self.config.policy);
             // Room is made before the answers go out, so a caller that got its verdict always
             // finds the queue no fuller than it left it.
-            let left = {
+            {
                 let mut queue = self.lock();
                 queue.in_flight -= replies.len();
-                queue.in_flight
-            };
-            if let Some(m) = &self.metrics {
-                m.verifier_queue_depth.set(left as i64);
+                if let Some(m) = &self.metrics {
+                    m.verifier_queue_depth.set(queue.in_flight as i64);
+                }
             }
             for (then, verdict) in replies.into_iter().zip(verdicts) {
                 then(Ok(verdict));
@@ -207,7 +206,7 @@ mod tests {
         for rx in waiting {
             assert_eq!(rx.await.unwrap().unwrap(), Ok(()));
         }
-        assert_eq!(pool.inner.lock().drainers, 0, "the drainer ended with the queue empty");
+        assert!(drainers_end(&pool).await, "the drainer ended with the queue empty");
         // Once the batch is answered there is room again.
         let pool = VerifierPool::new(PoolConfig { max_queue: 4, ..PoolConfig::default() }, None);
         assert_eq!(pool.verify(real_check(10, true)).await.unwrap(), Ok(()));
@@ -223,8 +222,21 @@ mod tests {
         for (i, rx) in receivers.into_iter().enumerate() {
             assert_eq!(rx.await.unwrap().unwrap().is_ok(), i % 2 == 0);
         }
+        assert!(drainers_end(&pool).await, "the drainer ended with the queue empty");
         let queue = pool.inner.lock();
-        assert_eq!((queue.in_flight, queue.drainers, queue.waiting.len()), (0, 0, 0));
+        assert_eq!((queue.in_flight, queue.waiting.len()), (0, 0));
+    }
+
+    /// Whether every drainer ends within a second: a drainer answers its last batch before
+    /// it looks at the queue again and finds it empty, so this may take a moment.
+    async fn drainers_end(pool: &VerifierPool) -> bool {
+        for _ in 0..1000 {
+            if pool.inner.lock().drainers == 0 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        false
     }
 
     /// `verify_then` hands each verdict to its continuation on the thread that reached it,
