@@ -402,6 +402,21 @@ fn run() -> Result<(), String> {
         target: ">= 50%",
         met: Some(r / raw_near >= 0.5),
     });
+    // #15's "no stalls": the same closed-loop run of 64 connections, its tail against its median.
+    let (p50, p99) = (num(&login, "/latency_ms/p50"), num(&login, "/latency_ms/p99"));
+    rows.push(Row {
+        scenario: "wallet login tail (the run above, 64 conns)",
+        measured: format!(
+            "p99 {p99:.2} ms = {:.1}x p50; p99.9 {:.2} ms, max {:.2} ms",
+            p99 / p50,
+            num(&login, "/latency_ms/p99_9"),
+            num(&login, "/latency_ms/max")
+        ),
+        reference: format!("p50 {p50:.2} ms"),
+        ratio: None,
+        target: "p99 <= 10x p50",
+        met: Some(p99 <= 10.0 * p50),
+    });
 
     // The three authenticated reads, each beside the empty handler and at 80 % of its own
     // maximum (open model).
