@@ -1,9 +1,11 @@
 //! The phrase issuer: issues login phrases and lists the active ones.
 //!
-//! A handle over a queue served by a few threads of its own: issuing is a store write (relaxed
-//! on RocksDB; a network round trip in cluster mode), which must not hold an HTTP worker, and
-//! several threads let concurrent issues overlap. The HTTP worker queues its request itself
-//! (a channel send) and is woken once, with the phrase. It used to be an actix `SyncArbiter`,
+//! A handle over a queue served by threads of its own: issuing is a store write (relaxed on
+//! RocksDB; a network round trip in cluster mode), which must not hold an HTTP worker. A
+//! thread takes every request queued while it was busy and writes their phrases together
+//! (`Store::write_each`: one log append on RocksDB, concurrent commands in cluster mode), then
+//! answers each. The HTTP worker queues its request itself (a channel send) and is woken
+//! once, with the phrase. It used to be an actix `SyncArbiter`,
 //! whose mailbox is read by a forwarding actor on the system arbiter: every phrase woke that
 //! thread on its way to an issuer thread (docs/benchmarks.md).
 
@@ -62,12 +64,28 @@ fn gone() -> FluxError {
     FluxError::from(ActorError::Gone("the phrase issuer"))
 }
 
+/// At most this many phrases are written together.
+const MAX_BATCH: usize = 256;
+
 fn serve(store: &dyn Store, ttl: Millis, queue: &Receiver<Job>) {
-    // A requester that gave up just dropped its receiver.
-    for job in queue {
-        match job {
-            Job::Issue(reply) => drop(reply.send(session::issue_phrase(store, now_ms(), ttl).map_err(FluxError::from))),
-            Job::Active(reply) => drop(reply.send(session::active_phrases(store, ttl).map_err(FluxError::from))),
+    while let Ok(first) = queue.recv() {
+        let mut issues = Vec::new();
+        let mut lists = Vec::new();
+        for job in std::iter::once(first).chain(queue.try_iter().take(MAX_BATCH - 1)) {
+            match job {
+                Job::Issue(reply) => issues.push(reply),
+                Job::Active(reply) => lists.push(reply),
+            }
+        }
+        // A requester that gave up just dropped its receiver.
+        if !issues.is_empty() {
+            match session::issue_phrases(store, now_ms(), ttl, issues.len()) {
+                Ok(phrases) => issues.into_iter().zip(phrases).for_each(|(reply, p)| drop(reply.send(Ok(p)))),
+                Err(e) => issues.into_iter().for_each(|reply| drop(reply.send(Err(FluxError::from(e.clone()))))),
+            }
+        }
+        for reply in lists {
+            drop(reply.send(session::active_phrases(store, ttl).map_err(FluxError::from)));
         }
     }
 }

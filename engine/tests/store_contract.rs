@@ -70,6 +70,7 @@ contract!(
     group_takes_race_with_single_takes_and_each_key_has_one_winner,
     take_of_a_missing_or_expired_key_writes_nothing,
     secondary_index_is_written_with_its_record,
+    write_each_writes_every_batch_whole,
     expired_records_read_as_absent,
     update_is_atomic_and_never_revives_a_deleted_key,
     update_sees_the_expiry_and_keeps_it,
@@ -244,6 +245,39 @@ fn secondary_index_is_written_with_its_record(f: &Fixture) {
     let alice = store.scan_prefix(Cf::SessionsByOwner, &index_prefix(b"1alice"), usize::MAX).unwrap();
     assert_eq!(alice.len(), 2);
     assert_eq!(store.get(Cf::Sessions, b"s3").unwrap(), None);
+}
+
+/// `write_each` (the phrase issuer's grouped write): every batch lands whole, records and index
+/// entries in different slots included; relaxed and strict batches may be mixed; expiries hold.
+fn write_each_writes_every_batch_whole(f: &Fixture) {
+    let store = &f.store;
+    let now = now_ms();
+    let batches: Vec<Batch> = (0..40)
+        .map(|i| {
+            let key = format!("w{i}").into_bytes();
+            let mut b = Batch::new();
+            b.put_expiring(Cf::Sessions, key.clone(), format!("v{i}").into_bytes(), now + 60_000);
+            b.put_expiring(Cf::SessionsByOwner, index_key(format!("1owner{}", i % 3).as_bytes(), &key), Vec::new(), now + 60_000);
+            if i % 2 == 0 {
+                b.relaxed();
+            }
+            b
+        })
+        .chain([Batch::new()])
+        .collect();
+    store.write_each(batches).unwrap();
+    for i in 0..40 {
+        let key = format!("w{i}").into_bytes();
+        assert_eq!(store.get(Cf::Sessions, &key).unwrap(), Some(format!("v{i}").into_bytes()), "record {i}");
+    }
+    let owned = store.scan_prefix(Cf::SessionsByOwner, &index_prefix(b"1owner1"), usize::MAX).unwrap();
+    assert_eq!(owned.len(), 13, "index entries of 1, 4, …, 37");
+    let mut short = Batch::new();
+    short.put_expiring(Cf::Phrases, b"soon".to_vec(), b"x".to_vec(), now_ms() + 100);
+    store.write_each(vec![short]).unwrap();
+    assert!(store.get(Cf::Phrases, b"soon").unwrap().is_some());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(store.get(Cf::Phrases, b"soon").unwrap(), None, "the expiry holds");
 }
 
 fn expired_records_read_as_absent(f: &Fixture) {

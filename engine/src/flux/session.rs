@@ -57,14 +57,26 @@ pub struct ActivePhrase {
 
 /// Issues and stores a new login phrase.
 pub fn issue_phrase(store: &dyn Store, now: Millis, ttl: Millis) -> Result<ActivePhrase, StoreError> {
-    let phrase = crate::secret::login_phrase(now).map_err(|e| StoreError::Backend(e.to_string()))?;
-    let mut b = Batch::new();
-    b.put_expiring(Cf::Phrases, phrase.clone().into_bytes(), now.to_be_bytes().to_vec(), now + ttl);
-    // A phrase lost to a power cut costs the client one more request; it still survives
-    // kill -9. Sessions, which users rely on, keep the store's full durability.
-    b.relaxed();
-    store.write(b)?;
-    Ok(ActivePhrase { phrase, created_at: now, expire_at: now + ttl })
+    issue_phrases(store, now, ttl, 1)?.pop().ok_or(StoreError::Backend("no phrase issued".into()))
+}
+
+/// Issues and stores `n` new login phrases, written together ([`Store::write_each`]: one log
+/// append on RocksDB) but each a record of its own.
+pub fn issue_phrases(store: &dyn Store, now: Millis, ttl: Millis, n: usize) -> Result<Vec<ActivePhrase>, StoreError> {
+    let mut phrases = Vec::with_capacity(n);
+    let mut batches = Vec::with_capacity(n);
+    for _ in 0..n {
+        let phrase = crate::secret::login_phrase(now).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut b = Batch::new();
+        b.put_expiring(Cf::Phrases, phrase.clone().into_bytes(), now.to_be_bytes().to_vec(), now + ttl);
+        // A phrase lost to a power cut costs the client one more request; it still survives
+        // kill -9. Sessions, which users rely on, keep the store's full durability.
+        b.relaxed();
+        batches.push(b);
+        phrases.push(ActivePhrase { phrase, created_at: now, expire_at: now + ttl });
+    }
+    store.write_each(batches)?;
+    Ok(phrases)
 }
 
 fn decode_phrase(key: &[u8], raw: &[u8], ttl: Millis) -> Option<ActivePhrase> {

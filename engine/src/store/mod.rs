@@ -273,6 +273,14 @@ pub trait Store: Send + Sync + 'static {
     /// Commits `batch` atomically and durably (per the store's [`Durability`]).
     fn write(&self, batch: Batch) -> Result<(), StoreError>;
 
+    /// Commits each of `batches` atomically (each as [`Store::write`] would), together where
+    /// the backend can: RocksDB writes them as one group (one log append), a networked store
+    /// sends them concurrently. For independent records written at once (a queue of login
+    /// phrases). On an error, any of them may or may not have been written.
+    fn write_each(&self, batches: Vec<Batch>) -> Result<(), StoreError> {
+        batches.into_iter().try_for_each(|b| self.write(b))
+    }
+
     /// If `key` holds a live value, deletes it and commits `then` in the same atomic write,
     /// and returns the value; otherwise writes nothing and returns `None`. Of any number of
     /// concurrent `take`s of one key, exactly one gets `Some`.

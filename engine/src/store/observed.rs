@@ -49,6 +49,10 @@ impl Store for Observed {
         self.time("write", || self.inner.write(batch))
     }
 
+    fn write_each(&self, batches: Vec<Batch>) -> Result<(), StoreError> {
+        self.time("write", || self.inner.write_each(batches))
+    }
+
     fn take(&self, cf: Cf, key: &[u8], then: Batch) -> Result<Option<Vec<u8>>, StoreError> {
         self.time("take", || self.inner.take(cf, key, then))
     }

@@ -721,6 +721,24 @@ impl Store for RedisStore {
         self.run(async move { exec.run(&plan).await.map(|_| ()) })
     }
 
+    fn write_each(&self, batches: Vec<Batch>) -> Result<(), StoreError> {
+        let now = now_ms();
+        let runs: Vec<(Plan, bool)> = batches
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| (Plan::new(&self.ns, None, b.ops(), now), b.is_relaxed()))
+            .collect();
+        let (strict, relaxed) = (self.executor(false), self.executor(true));
+        self.run(async move {
+            try_join_all(runs.iter().map(|(plan, is_relaxed)| {
+                let exec = if *is_relaxed { &relaxed } else { &strict };
+                async move { exec.run(plan).await.map(|_| ()) }
+            }))
+            .await
+            .map(|_| ())
+        })
+    }
+
     fn take_each(&self, cf: Cf, items: Vec<(Vec<u8>, Batch)>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let now = now_ms();
         let relaxed = items.iter().all(|(_, b)| b.is_relaxed());

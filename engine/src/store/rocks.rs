@@ -202,6 +202,17 @@ impl Store for RocksStore {
         self.commit(db, [&batch])
     }
 
+    fn write_each(&self, batches: Vec<Batch>) -> Result<(), StoreError> {
+        let batches: Vec<Batch> = batches.into_iter().filter(|b| !b.is_empty()).collect();
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let guard = self.open_db()?;
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
+        let _stripes = self.lock(batches.iter().flat_map(Self::batch_keys));
+        self.commit(db, &batches)
+    }
+
     fn take_each(&self, cf: Cf, mut items: Vec<(Vec<u8>, Batch)>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let guard = self.open_db()?;
         let db = guard.as_ref().ok_or(StoreError::Closed)?;
