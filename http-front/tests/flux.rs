@@ -375,9 +375,12 @@ async fn provided_signature_reaches_the_sign_socket() {
 async fn unknown_phrase_socket_gets_the_error_frame() {
     let dir = tempfile::tempdir().unwrap();
     let s = common::serve(dir.path(), &[]);
+    let started = std::time::Instant::now();
     let (mut socket, _) = tokio_tungstenite::connect_async(s.ws("/ws/id/1700000000000nosuchphrase")).await.unwrap();
     let Some(Ok(Message::Text(text))) = socket.next().await else { panic!() };
     assert_eq!(text.as_str(), "status=error&data%5Bmessage%5D=Signed%20message%20is%20no%20longer%20valid.%20Please%20request%20a%20new%20one.");
+    // Refused after the 1 s grace a just-used phrase gets for its login's push, not later.
+    assert!(started.elapsed() < Duration::from_secs(4), "refused after {:?}", started.elapsed());
     socket.send(Message::Close(None)).await.ok();
 }
 

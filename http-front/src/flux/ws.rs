@@ -33,6 +33,10 @@ const SIGN_LOOKUP_FAILED: u16 = 4014;
 /// Largest frame a client may send us (they have nothing to say; this bounds abuse).
 pub(crate) const MAX_CLIENT_FRAME: usize = 4096;
 
+/// How long a login socket whose phrase is already gone waits for a login that may have just
+/// consumed it (see `serve_login`).
+const CONSUMED_GRACE: Duration = Duration::from_secs(1);
+
 /// What every accepted connection is peeked for: the Flux websockets are served beside actix
 /// (see [`is_flux_socket`]).
 const FLUX_SOCKET_PREFIX: &[u8] = b"GET /ws/";
@@ -280,19 +284,18 @@ async fn serve_login(state: &FluxState, phrase: String, mut socket: impl PushSoc
             return send_and_close(socket, error_frame(Some("Error"), &e.to_string()), Some(LOGIN_LOOKUP_FAILED)).await;
         }
     }
-    let active = match state.reader.active_phrase(&phrase) {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            unsubscribe();
-            let msg = "Signed message is no longer valid. Please request a new one.";
-            return send_and_close(socket, error_frame(None, msg), None).await;
-        }
+    let left = match state.reader.active_phrase(&phrase) {
+        Ok(Some(active)) => Duration::from_millis(active.expire_at.saturating_sub(now_ms())),
+        // Neither a session nor the phrase: a login may have consumed the phrase between the two
+        // reads (in cluster mode its session is written just after the phrase is taken). Its
+        // event is on the way to the subscription made first, so wait a moment for it before
+        // refusing; a phrase that was never issued or has expired is refused after the grace.
+        Ok(None) => CONSUMED_GRACE,
         Err(e) => {
             unsubscribe();
             return send_and_close(socket, error_frame(Some("Error"), &e.to_string()), Some(4013)).await;
         }
     };
-    let left = Duration::from_millis(active.expire_at.saturating_sub(now_ms()));
     match wait(async { event.await.ok() }, left, &mut socket).await {
         Outcome::Event(e) => {
             if let Payload::Login { session: s, signature } = &e.payload {
