@@ -55,8 +55,9 @@ impl RocksStore {
         // families (indexes, expiry schedule) rarely fill a memtable, so without a cap the log
         // grows with every session written and a start after a crash replays all of it
         // (measured: 3.2 s for 1M sessions). The cap makes RocksDB flush the families that pin
-        // the oldest log, bounding the replay.
-        opts.set_max_total_wal_size(64 * 1024 * 1024);
+        // the oldest log, bounding the replay: at 64 MiB a crash after 1M sessions replayed
+        // 49 MB in 1.1–1.9 s, at 32 MiB 11 MB in 0.5–0.6 s (docs/benchmarks.md).
+        opts.set_max_total_wal_size(32 * 1024 * 1024);
         let families = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, families).map_err(|e| open_err(e.into_string()))?;
 
