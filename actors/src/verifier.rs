@@ -207,9 +207,13 @@ mod tests {
             assert_eq!(rx.await.unwrap().unwrap(), Ok(()));
         }
         assert!(drainers_end(&pool).await, "the drainer ended with the queue empty");
-        // Once the batch is answered there is room again.
-        let pool = VerifierPool::new(PoolConfig { max_queue: 4, ..PoolConfig::default() }, None);
-        assert_eq!(pool.verify(real_check(10, true)).await.unwrap(), Ok(()));
+        // Once the batch is answered there is room again: a check is queued, not refused.
+        let again = submit(&pool, real_check(10, true));
+        assert_eq!(pool.inner.lock().in_flight, 1, "queued");
+        let inner = pool.inner.clone();
+        inner.lock().drainers += 1;
+        rayon::spawn(move || inner.drain());
+        assert_eq!(again.await.unwrap().unwrap(), Ok(()));
     }
 
     /// A drainer goes on while checks keep arriving: every check queued while a batch was

@@ -50,7 +50,7 @@ impl Store for Observed {
     }
 
     fn write_each(&self, batches: Vec<Batch>) -> Result<(), StoreError> {
-        self.time("write", || self.inner.write_each(batches))
+        self.time("write_each", || self.inner.write_each(batches))
     }
 
     fn take(&self, cf: Cf, key: &[u8], then: Batch) -> Result<Option<Vec<u8>>, StoreError> {
