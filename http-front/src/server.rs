@@ -11,7 +11,7 @@ use actix_service::{Service as _, ServiceFactory as _, fn_factory, fn_service, m
 use actix_web::dev::AppConfig;
 use actix_web::{App, web};
 use prometheus::Registry;
-use sigil_engine::config::Config;
+use sigil_engine::config::{Config, StoreBackend};
 use sigil_engine::store::{Observed, Store};
 
 use crate::backend::Backend;
@@ -88,6 +88,11 @@ fn start_flux(
         verified: Default::default(),
         gates: Default::default(),
         max_body_bytes: config.server.max_body_bytes,
+        consumed_grace: match config.store.backend {
+            StoreBackend::Rocksdb => Duration::from_secs(1),
+            // A take, then the session's write, each a command that may wait `redis_timeout`.
+            StoreBackend::Redis => Duration::from_secs(1).max(config.store.redis_timeout.0 * 2),
+        },
     })
 }
 

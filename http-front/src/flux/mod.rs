@@ -34,6 +34,10 @@ pub struct FluxState {
     /// Checks run before `/id/loginphrase` issues (none by default; see [`gates`]).
     pub gates: gates::Gates,
     pub max_body_bytes: usize,
+    /// How long a login socket that finds neither its phrase nor its session waits for the
+    /// login that may have just used the phrase (see `ws::serve_login`): 1 s, or in cluster
+    /// mode as long as a login's store phases may take.
+    pub consumed_grace: std::time::Duration,
 }
 
 impl FluxState {

@@ -33,10 +33,6 @@ const SIGN_LOOKUP_FAILED: u16 = 4014;
 /// Largest frame a client may send us (they have nothing to say; this bounds abuse).
 pub(crate) const MAX_CLIENT_FRAME: usize = 4096;
 
-/// How long a login socket whose phrase is already gone waits for a login that may have just
-/// consumed it (see `serve_login`).
-const CONSUMED_GRACE: Duration = Duration::from_secs(1);
-
 /// What every accepted connection is peeked for: the Flux websockets are served beside actix
 /// (see [`is_flux_socket`]).
 const FLUX_SOCKET_PREFIX: &[u8] = b"GET /ws/";
@@ -290,7 +286,7 @@ async fn serve_login(state: &FluxState, phrase: String, mut socket: impl PushSoc
         // reads (in cluster mode its session is written just after the phrase is taken). Its
         // event is on the way to the subscription made first, so wait a moment for it before
         // refusing; a phrase that was never issued or has expired is refused after the grace.
-        Ok(None) => CONSUMED_GRACE,
+        Ok(None) => state.consumed_grace,
         Err(e) => {
             unsubscribe();
             return send_and_close(socket, error_frame(Some("Error"), &e.to_string()), Some(4013)).await;
