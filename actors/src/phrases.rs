@@ -19,15 +19,15 @@ use tokio::sync::oneshot;
 
 use crate::ActorError;
 
-enum Job {
-    Issue(oneshot::Sender<Result<ActivePhrase, FluxError>>),
-    Active(oneshot::Sender<Result<Vec<ActivePhrase>, FluxError>>),
-}
+/// A request for one phrase: where to send it.
+type Job = oneshot::Sender<Result<ActivePhrase, FluxError>>;
 
 /// The issuer's handle; clones share its threads, which end when the last handle is dropped.
 #[derive(Clone)]
 pub struct PhraseIssuer {
     jobs: Sender<Job>,
+    store: Arc<dyn Store>,
+    ttl: Millis,
 }
 
 impl PhraseIssuer {
@@ -38,25 +38,24 @@ impl PhraseIssuer {
             let (store, queue) = (store.clone(), queue.clone());
             std::thread::Builder::new().name(format!("sigil-phrases-{i}")).spawn(move || serve(store.as_ref(), ttl, &queue))?;
         }
-        Ok(Self { jobs })
+        Ok(Self { jobs, store, ttl })
     }
 
     /// A new phrase, stored as issued.
     pub async fn issue(&self) -> Result<ActivePhrase, FluxError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Issue(reply))?;
+        self.jobs.send(reply).map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 
-    /// Every issued, unused phrase.
+    /// Every issued, unused phrase: a scan of them all, on tokio's blocking pool rather than
+    /// on an issuer thread, so an admin's listing never holds up the phrases being issued.
     pub async fn active(&self) -> Result<Vec<ActivePhrase>, FluxError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Job::Active(reply))?;
-        answer.await.map_err(|_| gone())?
-    }
-
-    fn send(&self, job: Job) -> Result<(), FluxError> {
-        self.jobs.send(job).map_err(|_| gone())
+        let (store, ttl) = (self.store.clone(), self.ttl);
+        tokio::task::spawn_blocking(move || session::active_phrases(store.as_ref(), ttl))
+            .await
+            .map_err(|_| gone())?
+            .map_err(FluxError::from)
     }
 }
 
@@ -69,23 +68,11 @@ const MAX_BATCH: usize = 256;
 
 fn serve(store: &dyn Store, ttl: Millis, queue: &Receiver<Job>) {
     while let Ok(first) = queue.recv() {
-        let mut issues = Vec::new();
-        let mut lists = Vec::new();
-        for job in std::iter::once(first).chain(queue.try_iter().take(MAX_BATCH - 1)) {
-            match job {
-                Job::Issue(reply) => issues.push(reply),
-                Job::Active(reply) => lists.push(reply),
-            }
-        }
+        let issues: Vec<Job> = std::iter::once(first).chain(queue.try_iter().take(MAX_BATCH - 1)).collect();
         // A requester that gave up just dropped its receiver.
-        if !issues.is_empty() {
-            match session::issue_phrases(store, now_ms(), ttl, issues.len()) {
-                Ok(phrases) => issues.into_iter().zip(phrases).for_each(|(reply, p)| drop(reply.send(Ok(p)))),
-                Err(e) => issues.into_iter().for_each(|reply| drop(reply.send(Err(FluxError::from(e.clone()))))),
-            }
-        }
-        for reply in lists {
-            drop(reply.send(session::active_phrases(store, ttl).map_err(FluxError::from)));
+        match session::issue_phrases(store, now_ms(), ttl, issues.len()) {
+            Ok(phrases) => issues.into_iter().zip(phrases).for_each(|(reply, p)| drop(reply.send(Ok(p)))),
+            Err(e) => issues.into_iter().for_each(|reply| drop(reply.send(Err(FluxError::from(e.clone()))))),
         }
     }
 }
