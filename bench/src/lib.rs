@@ -94,6 +94,23 @@ impl RawRecover {
     pub fn recover(&self, i: usize) -> bool {
         self.items.get(i % self.items.len().max(1)).is_some_and(|(m, s)| self.secp.recover_ecdsa(m, s).is_ok())
     }
+
+    /// Recoveries per second on the calling thread, over `budget`.
+    pub fn rate_one_thread(&self, budget: std::time::Duration) -> f64 {
+        let mut i = 0usize;
+        rate(budget, 1, || {
+            i += 1;
+            std::hint::black_box(self.recover(i));
+        })
+    }
+
+    /// Recoveries per second on every rayon thread, over `budget`.
+    pub fn rate_all_threads(&self, budget: std::time::Duration) -> f64 {
+        use rayon::prelude::*;
+        rate(budget, self.len(), || {
+            std::hint::black_box((0..self.len()).into_par_iter().with_min_len(8).filter(|i| self.recover(*i)).count());
+        })
+    }
 }
 
 /// Calls `f` (which does `per_call` operations) until `budget` has passed; operations/s.

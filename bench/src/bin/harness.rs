@@ -126,15 +126,6 @@ fn raw_recover_on(prefix: &[&str]) -> Result<f64, String> {
 /// `harness --raw-recover-1 SECS` prints raw recoveries per second on one thread and exits.
 const RAW_RECOVER_MODE: &str = "--raw-recover-1";
 
-fn raw_recover_one_thread(secs: f64) -> f64 {
-    let raw = RawRecover::new(4096);
-    let mut i = 0usize;
-    rate(Duration::from_secs_f64(secs), 1, || {
-        i += 1;
-        std::hint::black_box(raw.recover(i));
-    })
-}
-
 /// Linux reports process times in USER_HZ ticks, 100 per second on every architecture.
 const USER_HZ: f64 = 100.0;
 
@@ -298,7 +289,7 @@ fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(RAW_RECOVER_MODE) {
         let secs = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2.0);
-        println!("{:.1}", raw_recover_one_thread(secs));
+        println!("{:.1}", RawRecover::new(4096).rate_one_thread(Duration::from_secs_f64(secs)));
         return std::process::ExitCode::SUCCESS;
     }
     match run() {
@@ -319,9 +310,7 @@ fn run() -> Result<(), String> {
 
     eprintln!("raw libsecp256k1 recovery (reference)…");
     let raw = RawRecover::new(4096);
-    let raw_all = rate(Duration::from_secs(2), raw.len(), || {
-        std::hint::black_box((0..raw.len()).into_par_iter().with_min_len(8).filter(|i| raw.recover(*i)).count());
-    });
+    let raw_all = raw.rate_all_threads(Duration::from_secs(2));
     let mixed = sigil_bench::mixed_checks(4096);
     let batch = rate(Duration::from_secs(2), mixed.len(), || {
         std::hint::black_box(sigil_engine::verify::verify_batch(&mixed, sigil_engine::verify::Policy::SIGIL));
@@ -387,9 +376,7 @@ fn run() -> Result<(), String> {
     let raw_near = if pinned {
         raw_recover_on(server_pin)?
     } else {
-        rate(Duration::from_secs(2), raw.len(), || {
-            std::hint::black_box((0..raw.len()).into_par_iter().with_min_len(8).filter(|i| raw.recover(*i)).count());
-        })
+        raw.rate_all_threads(Duration::from_secs(2))
     };
     let server_threads = if pinned { 1.0 } else { threads as f64 };
     let (login_sigil, login_addr) = start_sigil_on(server_pin, &scratch.join("logins"))?;

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use rayon::prelude::*;
 use serde_json::json;
 use sigil_bench::{Kind, RawRecover, checks, mixed_checks, rate};
 use sigil_engine::verify::{Policy, verify_batch};
@@ -23,14 +22,8 @@ fn main() {
         [Kind::BtcCompressed, Kind::BtcUncompressed, Kind::Eth].into_iter().map(|k| (k, checks(k, N))).collect();
     let mixed = mixed_checks(N);
 
-    let mut i = 0usize;
-    let raw_1 = rate(budget, 1, || {
-        i += 1;
-        std::hint::black_box(raw.recover(i));
-    });
-    let raw_all = rate(budget, N, || {
-        std::hint::black_box((0..N).into_par_iter().with_min_len(8).filter(|i| raw.recover(*i)).count());
-    });
+    let raw_1 = raw.rate_one_thread(budget);
+    let raw_all = raw.rate_all_threads(budget);
 
     let mut rows = Vec::new();
     for (kind, set) in &sets {
