@@ -149,17 +149,20 @@ mod tests {
     fn decoy_costs_about_as_much_as_a_real_check() {
         let h = Hasher::new(fast()).unwrap();
         let phc = h.hash("some password").unwrap();
-        let time = |f: &dyn Fn()| {
+        let once = |f: &dyn Fn()| {
             let t = std::time::Instant::now();
-            for _ in 0..5 {
-                f();
-            }
+            f();
             t.elapsed().as_secs_f64()
         };
-        let real = time(&|| {
-            let _ = h.verify("wrong password", &phc);
-        });
-        let decoy = time(&|| h.verify_decoy("wrong password"));
+        // Interleaved, and the fastest of each: other tests share the cores, and a check that
+        // was descheduled says nothing about what it costs.
+        let (mut real, mut decoy) = (f64::MAX, f64::MAX);
+        for _ in 0..7 {
+            real = real.min(once(&|| {
+                let _ = h.verify("wrong password", &phc);
+            }));
+            decoy = decoy.min(once(&|| h.verify_decoy("wrong password")));
+        }
         let ratio = decoy / real;
         assert!((0.5..2.0).contains(&ratio), "decoy {decoy:.3}s vs real {real:.3}s");
     }
