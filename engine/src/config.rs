@@ -162,8 +162,9 @@ pub struct StoreConfig {
     /// `fsync` (default): every acknowledged write survives kill -9 and power loss.
     /// `buffered`: survives kill -9 of sigil, not a machine crash.
     pub durability: Durability,
-    /// How often expired records are deleted (reads ignore them as soon as they expire).
-    pub sweep_interval: HumanDuration,
+    /// RocksDB: the longest a data file keeps records that expired before it is rewritten
+    /// without them (reads ignore an expired record at once; this only reclaims disk).
+    pub reclaim_period: HumanDuration,
 }
 
 impl Default for StoreConfig {
@@ -174,7 +175,7 @@ impl Default for StoreConfig {
             redis_wait_replicas: None,
             redis_timeout: HumanDuration::secs(1),
             durability: Durability::Fsync,
-            sweep_interval: HumanDuration::secs(30),
+            reclaim_period: HumanDuration::secs(3600),
         }
     }
 }

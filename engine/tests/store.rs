@@ -1,4 +1,4 @@
-//! What only the RocksDB store has, for real: reopening, the sweeper, `kill -9` of a writer,
+//! What only the RocksDB store has, for real: reopening, dropping expired records, `kill -9` of a writer,
 //! closing. The contract every backend keeps is in `store_contract.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -7,9 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sigil_engine::store::{
-    Batch, Cf, Durability, RocksStore, Store, Sweeper, index_key, index_prefix, now_ms,
-};
+use sigil_engine::store::{Batch, Cf, Durability, RocksOptions, RocksStore, Store, index_key, index_prefix, now_ms};
 
 fn open(dir: &tempfile::TempDir) -> RocksStore {
     RocksStore::open(dir.path(), Durability::Fsync).unwrap()
@@ -45,8 +43,22 @@ fn a_second_process_cannot_open_a_busy_store() {
     assert!(err.starts_with("cannot open the store at"), "{err}");
 }
 
+/// Every key `cf` holds on disk, expired or not: read with plain RocksDB, read-only, once the
+/// store is closed — what the store's own reads would hide.
+fn raw_keys(dir: &tempfile::TempDir, cf: Cf) -> Vec<Vec<u8>> {
+    let opts = rocksdb::Options::default();
+    let names = rocksdb::DB::list_cf(&opts, dir.path()).unwrap();
+    let db = rocksdb::DB::open_cf_for_read_only(&opts, dir.path(), &names, false).unwrap();
+    let family = db.cf_handle(cf.name()).unwrap();
+    db.iterator_cf(family, rocksdb::IteratorMode::Start).map(|item| item.unwrap().0.into_vec()).collect()
+}
+
+fn keys(names: &[&str]) -> Vec<Vec<u8>> {
+    names.iter().map(|n| n.as_bytes().to_vec()).collect()
+}
+
 #[test]
-fn expired_records_read_as_absent_and_are_swept() {
+fn expired_records_read_as_absent_and_compaction_drops_them() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let now = now_ms();
@@ -55,70 +67,119 @@ fn expired_records_read_as_absent_and_are_swept() {
     b.put_expiring(Cf::SessionsByOwner, index_key(b"1o", b"short"), Vec::new(), now + 100);
     b.put_expiring(Cf::Sessions, b"long".to_vec(), b"2".to_vec(), now + 3_600_000);
     b.put(Cf::Sessions, b"forever".to_vec(), b"3".to_vec());
-    // Rewritten without expiry: its old schedule entry must not delete it.
+    // Rewritten without expiry: the expired first version must not take the new one along.
     b.put_expiring(Cf::AppOwners, b"renewed".to_vec(), b"old".to_vec(), now + 50);
     store.write(b).unwrap();
+    store.flush().unwrap();
     let mut b = Batch::new();
     b.put(Cf::AppOwners, b"renewed".to_vec(), b"new".to_vec());
     store.write(b).unwrap();
 
     assert!(store.get(Cf::Sessions, b"short").unwrap().is_some());
     std::thread::sleep(Duration::from_millis(150));
-    assert_eq!(store.get(Cf::Sessions, b"short").unwrap(), None, "expired reads as absent before any sweep");
+    assert_eq!(store.get(Cf::Sessions, b"short").unwrap(), None, "expired reads as absent at once");
     assert!(store.scan_prefix(Cf::SessionsByOwner, &index_prefix(b"1o"), 10).unwrap().is_empty());
+    store.close().unwrap();
+    assert_eq!(raw_keys(&dir, Cf::Sessions), keys(&["forever", "long", "short"]), "still on disk before compaction");
 
-    let swept = store.sweep_expired(now_ms()).unwrap();
-    assert_eq!(swept, 2, "the session and its index entry");
-    assert_eq!(store.sweep_expired(now_ms()).unwrap(), 0, "schedule entries are consumed");
-    assert!(store.get(Cf::Sessions, b"long").unwrap().is_some());
-    assert!(store.get(Cf::Sessions, b"forever").unwrap().is_some());
+    let store = open(&dir);
+    store.compact().unwrap();
+    store.close().unwrap();
+    assert_eq!(raw_keys(&dir, Cf::Sessions), keys(&["forever", "long"]));
+    assert!(raw_keys(&dir, Cf::SessionsByOwner).is_empty(), "the index entry went with its session");
+    let store = open(&dir);
     assert_eq!(store.get(Cf::AppOwners, b"renewed").unwrap().as_deref(), Some(&b"new"[..]));
-    assert_eq!(store.sweep_expired(now + 3_600_000).unwrap(), 1);
+    assert!(store.get(Cf::Sessions, b"long").unwrap().is_some());
 }
 
 #[test]
-fn a_large_backlog_is_swept_in_chunks_without_touching_live_records() {
+fn a_large_backlog_is_dropped_without_touching_live_records() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let now = now_ms();
     let mut b = Batch::new();
     for i in 0..1500 {
         b.put_expiring(Cf::LoginSignatures, format!("due{i:04}").into_bytes(), b"s".to_vec(), now + 20);
-        // Same instant, but renewed below: must survive.
+        // Same instant, but renewed below (in another file): must survive.
         b.put_expiring(Cf::Sessions, format!("renewed{i:04}").into_bytes(), b"old".to_vec(), now + 20);
     }
     store.write(b).unwrap();
+    store.flush().unwrap();
     let mut b = Batch::new();
     for i in 0..1500 {
         b.put_expiring(Cf::Sessions, format!("renewed{i:04}").into_bytes(), b"new".to_vec(), now + 3_600_000);
     }
     store.write(b).unwrap();
     std::thread::sleep(Duration::from_millis(40));
-    assert_eq!(store.pending_expiries(now_ms()).unwrap(), 3000);
-    assert_eq!(store.sweep_expired(now_ms()).unwrap(), 1500);
-    assert_eq!(store.pending_expiries(now_ms()).unwrap(), 0);
-    assert!(store.scan_prefix(Cf::LoginSignatures, b"due", usize::MAX).unwrap().is_empty());
-    assert_eq!(store.scan_prefix(Cf::Sessions, b"renewed", usize::MAX).unwrap().len(), 1500);
+    store.compact().unwrap();
+    store.close().unwrap();
+    assert!(raw_keys(&dir, Cf::LoginSignatures).is_empty());
+    assert_eq!(raw_keys(&dir, Cf::Sessions).len(), 1500);
+    let store = open(&dir);
+    let renewed = store.scan_prefix(Cf::Sessions, b"renewed", usize::MAX).unwrap();
+    assert_eq!(renewed.len(), 1500);
+    assert!(renewed.iter().all(|(_, v)| v == b"new"));
 }
 
 #[test]
-fn sweeper_thread_runs_and_stops() {
+fn a_store_reclaims_expired_records_by_itself() {
+    // No manual compaction and no more writes: the reclaim period alone makes RocksDB rewrite
+    // the file (measured: gone after ~2.5 s with a 1 s period; with the default hour the
+    // records stay). Watched from a secondary instance, which reads the running store's files.
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(open(&dir));
+    let options = RocksOptions { durability: Durability::Fsync, reclaim_period: Duration::from_secs(1) };
+    let store = RocksStore::open_with(dir.path(), options).unwrap();
     let mut b = Batch::new();
-    for i in 0..1200u32 {
-        b.put_expiring(Cf::Signatures, i.to_be_bytes().to_vec(), b"sig".to_vec(), now_ms() + 20);
+    for i in 0..500u32 {
+        b.put_expiring(Cf::LoginSignatures, i.to_be_bytes().to_vec(), b"sig".to_vec(), now_ms() + 20);
     }
+    b.put(Cf::LoginSignatures, b"kept".to_vec(), b"sig".to_vec());
     store.write(b).unwrap();
-    assert_eq!(store.pending_expiries(u64::MAX).unwrap(), 1200);
-    let sweeper = Sweeper::start(store.clone(), Duration::from_millis(30)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while store.pending_expiries(u64::MAX).unwrap() > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    store.flush().unwrap();
+
+    let watcher_dir = tempfile::tempdir().unwrap();
+    let opts = rocksdb::Options::default();
+    let names = rocksdb::DB::list_cf(&opts, dir.path()).unwrap();
+    let watcher = rocksdb::DB::open_cf_as_secondary(&opts, dir.path(), watcher_dir.path(), &names).unwrap();
+    let on_disk = || {
+        watcher.try_catch_up_with_primary().unwrap();
+        let family = watcher.cf_handle(Cf::LoginSignatures.name()).unwrap();
+        watcher.iterator_cf(family, rocksdb::IteratorMode::Start).map(|item| item.unwrap().0.into_vec()).collect::<Vec<_>>()
+    };
+    assert_eq!(on_disk().len(), 501, "written and flushed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while on_disk() != keys(&["kept"]) {
+        assert!(Instant::now() < deadline, "{} keys still on disk after 30 s", on_disk().len());
+        std::thread::sleep(Duration::from_millis(200));
     }
-    drop(sweeper);
-    assert_eq!(store.pending_expiries(u64::MAX).unwrap(), 0, "the sweeper cleared the schedule");
-    assert_eq!(store.sweep_expired(now_ms()).unwrap(), 0, "and deleted every record");
+    assert_eq!(store.get(Cf::LoginSignatures, b"kept").unwrap().as_deref(), Some(&b"sig"[..]));
+}
+
+#[test]
+fn opening_a_store_with_an_expiry_schedule_drops_the_schedule() {
+    // Stores written before 2026-12-02 kept a schedule family, "expiry"; it has no use now.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        let mut b = Batch::new();
+        b.put_expiring(Cf::Sessions, b"s".to_vec(), b"1".to_vec(), now_ms() + 3_600_000);
+        store.write(b).unwrap();
+        store.close().unwrap();
+    }
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_missing_column_families(true);
+        let mut names = rocksdb::DB::list_cf(&opts, dir.path()).unwrap();
+        names.push("expiry".into());
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), &names).unwrap();
+        db.put_cf(db.cf_handle("expiry").unwrap(), b"\0\0\0\0\0\0\0\x01\x02s", b"").unwrap();
+    }
+    let store = open(&dir);
+    assert_eq!(store.get(Cf::Sessions, b"s").unwrap().as_deref(), Some(&b"1"[..]));
+    store.close().unwrap();
+    let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+    assert!(!names.iter().any(|n| n == "expiry"), "{names:?}");
+    assert!(names.iter().any(|n| n == "sessions"), "{names:?}");
 }
 
 // ---- kill -9 -------------------------------------------------------------------------------

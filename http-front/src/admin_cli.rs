@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use crate::error::FrontError;
 
 fn open(config: &Config) -> Result<Backend, FrontError> {
-    Backend::open(config, false)
+    Backend::open(config)
 }
 
 fn line(s: &FluxSession) -> String {

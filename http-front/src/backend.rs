@@ -1,26 +1,27 @@
-//! Opening the configured store: the embedded RocksDB (with its expiry sweeper) or Redis
-//! (cluster mode; Redis expires keys itself). The rest of sigil sees only `Arc<dyn Store>`.
+//! Opening the configured store: the embedded RocksDB (which drops expired records when it
+//! compacts) or Redis (cluster mode; Redis expires keys itself). The rest of sigil sees only `Arc<dyn Store>`.
 
 use std::sync::Arc;
 
 use sigil_engine::config::{Config, StoreBackend};
-use sigil_engine::store::{DEFAULT_NAMESPACE, RedisOptions, RedisStore, RocksStore, Store, StoreError, Sweeper};
+use sigil_engine::store::{DEFAULT_NAMESPACE, RedisOptions, RedisStore, RocksOptions, RocksStore, Store, StoreError};
 
 use crate::error::FrontError;
 
 /// The open store and what must be stopped with it.
 pub enum Backend {
-    Rocks { store: Arc<RocksStore>, sweeper: Option<Sweeper> },
+    Rocks { store: Arc<RocksStore> },
     Redis { store: Arc<RedisStore> },
 }
 
 impl Backend {
-    /// Opens the store of `config`. `sweeper`: start RocksDB's expiry sweeper (the server does;
-    /// the one-shot CLI commands do not).
-    pub fn open(config: &Config, sweeper: bool) -> Result<Self, FrontError> {
+    /// Opens the store of `config`.
+    pub fn open(config: &Config) -> Result<Self, FrontError> {
         match config.store.backend {
             StoreBackend::Rocksdb => {
-                let store = Arc::new(RocksStore::open(&config.server.data_dir, config.store.durability).map_err(|e| {
+                let options =
+                    RocksOptions { durability: config.store.durability, reclaim_period: config.store.reclaim_period.0 };
+                let store = Arc::new(RocksStore::open_with(&config.server.data_dir, options).map_err(|e| {
                     match e {
                         StoreError::Open { path, reason } if reason.contains("lock") => FrontError::Startup(format!(
                             "the store at {path} is in use (stop `sigil serve` first, or use its admin API): {reason}"
@@ -28,16 +29,7 @@ impl Backend {
                         other => other.into(),
                     }
                 })?);
-                let sweeper = if sweeper {
-                    let dyn_store: Arc<dyn Store> = store.clone();
-                    Some(
-                        Sweeper::start(dyn_store, config.store.sweep_interval.0)
-                            .map_err(|e| FrontError::Startup(format!("cannot start the expiry sweeper: {e}")))?,
-                    )
-                } else {
-                    None
-                };
-                Ok(Backend::Rocks { store, sweeper })
+                Ok(Backend::Rocks { store })
             }
             StoreBackend::Redis => {
                 let options = RedisOptions {
@@ -67,7 +59,7 @@ impl Backend {
 
     pub fn store(&self) -> Arc<dyn Store> {
         match self {
-            Backend::Rocks { store, .. } => store.clone(),
+            Backend::Rocks { store } => store.clone(),
             Backend::Redis { store } => store.clone(),
         }
     }
@@ -80,15 +72,12 @@ impl Backend {
         }
     }
 
-    /// Stops the sweeper and closes RocksDB for every owner (actors may still hold it), so the
+    /// Closes RocksDB for every owner (actors may still hold it), so the
     /// process can exit without RocksDB threads running into its teardown; on Redis, makes
     /// relaxed writes durable.
     pub fn close(self) -> Result<(), StoreError> {
         match self {
-            Backend::Rocks { store, sweeper } => {
-                drop(sweeper);
-                store.close()
-            }
+            Backend::Rocks { store } => store.close(),
             Backend::Redis { store } => store.persist(),
         }
     }
@@ -96,7 +85,7 @@ impl Backend {
     /// Makes what the one-shot commands wrote durable before the process exits.
     pub fn flush(&self) -> Result<(), StoreError> {
         match self {
-            Backend::Rocks { store, .. } => store.flush(),
+            Backend::Rocks { store } => store.flush(),
             Backend::Redis { store } => store.persist(),
         }
     }

@@ -129,7 +129,7 @@ pub struct StoreMetrics {
     ops: Vec<(&'static str, prometheus::Histogram, prometheus::IntCounter)>,
 }
 
-const STORE_OPS: [&str; 11] = ["get", "write", "write_each", "take", "update", "insert_new", "scan", "sweep", "persist", "ping", "other"];
+const STORE_OPS: [&str; 10] = ["get", "write", "write_each", "take", "update", "insert_new", "scan", "persist", "ping", "other"];
 
 impl StoreMetrics {
     pub fn new(registry: &Registry, backend: &str) -> Result<Self, prometheus::Error> {

@@ -1,4 +1,4 @@
-//! Assembling and running the server: store, sweeper, metrics, routes, graceful shutdown.
+//! Assembling and running the server: store, metrics, routes, graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -148,7 +148,7 @@ pub struct Sigil {
 impl Sigil {
     /// Opens the store and binds the listener; nothing is served until [`Sigil::run`].
     pub fn bind(config: Config) -> Result<Self, FrontError> {
-        let backend = Backend::open(&config, true)?;
+        let backend = Backend::open(&config)?;
         let metrics = HttpMetrics::new(Registry::new()).map_err(|e| FrontError::Startup(e.to_string()))?;
         let store_metrics = metrics::StoreMetrics::new(metrics.registry(), backend.name())
             .map_err(|e| FrontError::Startup(e.to_string()))?;

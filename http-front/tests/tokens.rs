@@ -742,8 +742,7 @@ async fn the_store_holds_no_secret_in_clear() {
     let mut secrets: Vec<&str> = vec![password, &token, &pending];
     secrets.extend(codes.iter().map(String::as_str));
     let (mut records, mut sms_hashed) = (0, false);
-    // The expiry schedule holds only keys (time ‖ family ‖ key), already covered below.
-    for cf in sigil_engine::store::Cf::ALL.into_iter().filter(|cf| *cf != sigil_engine::store::Cf::Expiry) {
+    for cf in sigil_engine::store::Cf::ALL {
         use sigil_engine::store::Store as _;
         for (k, v) in store.scan_prefix(cf, b"", usize::MAX).unwrap() {
             records += 1;

@@ -8,8 +8,9 @@
 //!   session and its "sessions of this owner" entry) never disagree;
 //! - [`Store::take`] consumes a key and commits a batch in one step, with exactly one winner
 //!   among any number of concurrent takers (single-use phrases, tickets, challenges);
-//! - a record written with an expiry reads as absent from that instant on, and the sweeper
-//!   removes it later;
+//! - a record written with an expiry reads as absent from that instant on, and the backend
+//!   reclaims its space later (RocksDB when it next compacts the record's file, Redis by its
+//!   own key expiry);
 //! - a write that returned `Ok` survives `kill -9` (see [`Durability`]).
 
 #[cfg(feature = "redis")]
@@ -17,14 +18,12 @@ mod redis;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 mod observed;
-mod sweeper;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{DEFAULT_NAMESPACE, RedisOptions, RedisStore};
 #[cfg(feature = "rocksdb")]
-pub use rocks::RocksStore;
+pub use rocks::{RocksOptions, RocksStore};
 pub use observed::{Observed, StoreObserver};
-pub use sweeper::Sweeper;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,8 +48,6 @@ pub enum Cf {
     Signatures,
     /// App name → owner identity.
     AppOwners,
-    /// Expiry schedule: expires_at (BE) ‖ cf id ‖ key → empty. Internal to the store.
-    Expiry,
     /// Store metadata (schema version, readiness probe).
     Meta,
     /// A login's signature for the websocket push, for 60 s after the login.
@@ -74,13 +71,12 @@ pub enum Cf {
 }
 
 impl Cf {
-    pub const ALL: [Cf; 16] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Phrases,
         Cf::Sessions,
         Cf::SessionsByOwner,
         Cf::Signatures,
         Cf::AppOwners,
-        Cf::Expiry,
         Cf::Meta,
         Cf::LoginSignatures,
         Cf::Accounts,
@@ -100,7 +96,6 @@ impl Cf {
             Cf::SessionsByOwner => "sessions_by_owner",
             Cf::Signatures => "signatures",
             Cf::AppOwners => "app_owners",
-            Cf::Expiry => "expiry",
             Cf::Meta => "meta",
             Cf::LoginSignatures => "login_signatures",
             Cf::Accounts => "accounts",
@@ -112,34 +107,6 @@ impl Cf {
             Cf::Tickets => "tickets",
             Cf::OAuth => "oauth",
         }
-    }
-
-    /// The byte that names this family inside expiry keys. Stable on disk: never reuse one.
-    #[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
-    fn id(self) -> u8 {
-        match self {
-            Cf::Phrases => 1,
-            Cf::Sessions => 2,
-            Cf::SessionsByOwner => 3,
-            Cf::Signatures => 4,
-            Cf::AppOwners => 5,
-            Cf::Expiry => 6,
-            Cf::Meta => 7,
-            Cf::LoginSignatures => 8,
-            Cf::Accounts => 9,
-            Cf::AccountNames => 10,
-            Cf::Groups => 11,
-            Cf::SessionIds => 12,
-            Cf::SessionActivity => 13,
-            Cf::Counters => 14,
-            Cf::Tickets => 15,
-            Cf::OAuth => 16,
-        }
-    }
-
-    #[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
-    fn from_id(id: u8) -> Option<Cf> {
-        Cf::ALL.into_iter().find(|cf| cf.id() == id)
     }
 }
 
@@ -315,14 +282,8 @@ pub trait Store: Send + Sync + 'static {
     /// Live entries whose key starts with `prefix`, in key order, at most `limit` of them.
     fn scan_prefix(&self, cf: Cf, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError>;
 
-    /// Deletes every record whose expiry is at or before `now`; returns how many.
-    fn sweep_expired(&self, now: Millis) -> Result<usize, StoreError>;
-
-    /// How many expiry-schedule entries are due at `now` (the sweeper's backlog).
-    fn pending_expiries(&self, now: Millis) -> Result<usize, StoreError>;
-
-    /// About how many records `cf` holds (cheap; may count expired-but-unswept and recently
-    /// deleted records until compaction).
+    /// About how many records `cf` holds (cheap; may count expired and recently deleted
+    /// records until they are reclaimed).
     fn approximate_count(&self, cf: Cf) -> Result<u64, StoreError>;
 
     /// Makes every write committed so far, relaxed ones included, as durable as the store's
@@ -361,25 +322,6 @@ pub(crate) mod envelope {
     }
 }
 
-/// Keys of the expiry schedule: time first, so a sweep is one range scan.
-#[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
-pub(crate) mod expiry_key {
-    use super::{Cf, Millis};
-
-    pub fn encode(at: Millis, cf: Cf, key: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(9 + key.len());
-        out.extend_from_slice(&at.to_be_bytes());
-        out.push(cf.id());
-        out.extend_from_slice(key);
-        out
-    }
-
-    pub fn decode(raw: &[u8]) -> Option<(Millis, Cf, &[u8])> {
-        let (at, rest) = raw.split_first_chunk::<8>()?;
-        let (cf, key) = rest.split_first()?;
-        Some((u64::from_be_bytes(*at), Cf::from_id(*cf)?, key))
-    }
-}
 
 /// Key of a secondary-index entry: `owner ‖ 0x00 ‖ primary key`. Owners never contain NUL.
 pub fn index_key(owner: &[u8], primary: &[u8]) -> Vec<u8> {
@@ -416,17 +358,5 @@ mod tests {
         assert!(envelope::is_live(None, u64::MAX));
         assert!(envelope::is_live(Some(10), 9));
         assert!(!envelope::is_live(Some(10), 10));
-    }
-
-    #[test]
-    fn expiry_keys_sort_by_time_and_round_trip() {
-        let a = expiry_key::encode(5, Cf::Sessions, b"zzz");
-        let b = expiry_key::encode(6, Cf::Phrases, b"aaa");
-        assert!(a < b);
-        assert_eq!(expiry_key::decode(&a), Some((5, Cf::Sessions, &b"zzz"[..])));
-        assert_eq!(expiry_key::decode(&[0; 8]), None);
-        for cf in Cf::ALL {
-            assert_eq!(Cf::from_id(cf.id()), Some(cf));
-        }
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Batch, Change, Cf, Current, Entry, Millis, Store, StoreError, StoreFuture};
+use super::{Batch, Change, Cf, Current, Entry, Store, StoreError, StoreFuture};
 
 /// Receives one report per store operation.
 pub trait StoreObserver: Send + Sync {
@@ -77,14 +77,6 @@ impl Store for Observed {
 
     fn scan_prefix(&self, cf: Cf, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
         self.time("scan", || self.inner.scan_prefix(cf, prefix, limit))
-    }
-
-    fn sweep_expired(&self, now: Millis) -> Result<usize, StoreError> {
-        self.time("sweep", || self.inner.sweep_expired(now))
-    }
-
-    fn pending_expiries(&self, now: Millis) -> Result<usize, StoreError> {
-        self.inner.pending_expiries(now)
     }
 
     fn approximate_count(&self, cf: Cf) -> Result<u64, StoreError> {

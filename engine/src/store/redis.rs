@@ -20,7 +20,7 @@
 //! several families (a phrase and the wallet session opened with it; a session and its
 //! activity) lands on one slot and is written in the deciding step.
 //!
-//! Expiry is Redis's own (`PXAT`); the sweeper is not needed. Index entries of
+//! Expiry is Redis's own (`PXAT`): Redis reclaims an expired key itself. Index entries of
 //! [`Cf::SessionsByOwner`] are members of one sorted set per owner, scored by their expiry.
 //!
 //! The [`Store`] trait is synchronous: each call runs its commands on this store's own Tokio
@@ -923,15 +923,6 @@ impl Store for RedisStore {
             out.truncate(limit);
             Ok(out)
         })
-    }
-
-    /// Redis expires keys itself.
-    fn sweep_expired(&self, _now: Millis) -> Result<usize, StoreError> {
-        Ok(0)
-    }
-
-    fn pending_expiries(&self, _now: Millis) -> Result<usize, StoreError> {
-        Ok(0)
     }
 
     fn approximate_count(&self, cf: Cf) -> Result<u64, StoreError> {

@@ -1,22 +1,80 @@
 //! The embedded RocksDB implementation of [`Store`].
 
 use std::collections::hash_map::DefaultHasher;
+use std::ffi::CStr;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
+use rocksdb::compaction_filter::{CompactionFilter, Decision};
+use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
-use super::{Batch, Change, Cf, Current, Durability, Entry, Millis, Op, Store, StoreError, envelope, expiry_key, now_ms};
+use super::{Batch, Change, Cf, Current, Durability, Entry, Millis, Op, Store, StoreError, envelope, now_ms};
 
 /// Version of the on-disk layout, kept in `meta/schema`. Bump it with a migration.
 const SCHEMA_VERSION: &[u8] = b"1";
 
-/// Lock stripes that serialise conflicting writes to one key (take vs. take, take vs. sweep).
+/// Lock stripes that serialise conflicting writes to one key (take vs. take, update vs. take).
 const STRIPES: usize = 64;
 
-/// How many expired records a sweep deletes per atomic write.
-const SWEEP_CHUNK: usize = 256;
+/// The family where stores written before 2026-12-02 kept an expiry schedule (time ‖ family ‖
+/// key → empty, walked by a sweeper thread). Expired records are now dropped by compaction
+/// instead ([`ExpiredRecords`]); an old store's schedule is dropped when it is opened.
+const LEGACY_EXPIRY_SCHEDULE: &str = "expiry";
+
+/// How the embedded store is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct RocksOptions {
+    pub durability: Durability,
+    /// The longest a table file keeps records that expired before RocksDB rewrites it without
+    /// them (RocksDB's periodic compaction). Files that take part in the ordinary compactions
+    /// of a busy store are rewritten much sooner; this bounds the rest.
+    pub reclaim_period: Duration,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        Self { durability: Durability::Fsync, reclaim_period: Duration::from_secs(3600) }
+    }
+}
+
+/// Drops expired records whenever RocksDB compacts their file, so an expiring record costs one
+/// write over its life (no schedule entry, no sweeper reading and deleting it later).
+///
+/// Reads already treat an expired record as absent; this only reclaims space. A removed record
+/// becomes a tombstone until the bottom level, so an older version below it cannot reappear.
+struct ExpiredRecords;
+
+impl CompactionFilterFactory for ExpiredRecords {
+    type Filter = ExpiredAt;
+
+    fn create(&mut self, _context: CompactionFilterContext) -> ExpiredAt {
+        // One instant per compaction: a record is judged against the time its compaction began.
+        ExpiredAt(now_ms())
+    }
+
+    fn name(&self) -> &CStr {
+        c"sigil-expired-records"
+    }
+}
+
+struct ExpiredAt(Millis);
+
+impl CompactionFilter for ExpiredAt {
+    fn filter(&mut self, _level: u32, _key: &[u8], value: &[u8]) -> Decision {
+        match envelope::open(value) {
+            Some((expires_at, _)) if !envelope::is_live(expires_at, self.0) => Decision::Remove,
+            // Live, or too short to carry a header (reads report it as corrupt: keep it to see).
+            _ => Decision::Keep,
+        }
+    }
+
+    fn name(&self) -> &CStr {
+        c"sigil-expired-at"
+    }
+}
 
 pub struct RocksStore {
     durability: Durability,
@@ -40,8 +98,14 @@ fn backend(e: rocksdb::Error) -> StoreError {
 }
 
 impl RocksStore {
-    /// Opens (creating if needed) the store in `path`.
+    /// Opens (creating if needed) the store in `path`, reclaiming expired records within an hour.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        Self::open_with(path, RocksOptions { durability, ..RocksOptions::default() })
+    }
+
+    /// Opens (creating if needed) the store in `path`.
+    pub fn open_with(path: &Path, options: RocksOptions) -> Result<Self, StoreError> {
+        let RocksOptions { durability, reclaim_period } = options;
         let open_err = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
         std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
 
@@ -52,14 +116,29 @@ impl RocksStore {
         // Buffered mode: let RocksDB fsync the WAL in the background every 512 KiB.
         opts.set_wal_bytes_per_sync(512 * 1024);
         // A log file is kept until every family with data in it has flushed; the small
-        // families (indexes, expiry schedule) rarely fill a memtable, so without a cap the log
+        // families (indexes, tickets) rarely fill a memtable, so without a cap the log
         // grows with every session written and a start after a crash replays all of it
         // (measured: 3.2 s for 1M sessions). The cap makes RocksDB flush the families that pin
         // the oldest log, bounding the replay: at 64 MiB a crash after 1M sessions replayed
         // 49 MB in 1.1–1.9 s, at 32 MiB 11 MB in 0.5–0.6 s (docs/benchmarks.md).
         opts.set_max_total_wal_size(32 * 1024 * 1024);
-        let families = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), Options::default()));
-        let db = DB::open_cf_descriptors(&opts, path, families).map_err(|e| open_err(e.into_string()))?;
+        let family_options = || {
+            let mut o = Options::default();
+            o.set_compaction_filter_factory(ExpiredRecords);
+            o.set_periodic_compaction_seconds(reclaim_period.as_secs().max(1));
+            o
+        };
+        let mut families: Vec<ColumnFamilyDescriptor> =
+            Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), family_options())).collect();
+        // A store that does not exist yet has no families to list.
+        let legacy = DB::list_cf(&opts, path).is_ok_and(|names| names.iter().any(|n| n == LEGACY_EXPIRY_SCHEDULE));
+        if legacy {
+            families.push(ColumnFamilyDescriptor::new(LEGACY_EXPIRY_SCHEDULE, Options::default()));
+        }
+        let mut db = DB::open_cf_descriptors(&opts, path, families).map_err(|e| open_err(e.into_string()))?;
+        if legacy {
+            db.drop_cf(LEGACY_EXPIRY_SCHEDULE).map_err(|e| open_err(e.into_string()))?;
+        }
 
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(durability == Durability::Fsync);
@@ -96,6 +175,17 @@ impl RocksStore {
         db.flush_wal(true).map_err(backend)?;
         for cf in Cf::ALL {
             db.flush_cf(handle(db, cf)?).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// Compacts every family now, so every record expired at this instant leaves the disk
+    /// (tests and benchmarks; a running store reclaims them by itself, see [`RocksOptions`]).
+    pub fn compact(&self) -> Result<(), StoreError> {
+        let guard = self.open_db()?;
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
+        for cf in Cf::ALL {
+            db.compact_range_cf(handle(db, cf)?, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
     }
@@ -142,21 +232,17 @@ impl RocksStore {
         })
     }
 
-    /// Commits `batches` as one atomic write with their expiry-schedule entries; relaxed only
-    /// if every batch is. Callers hold the stripes.
+    /// Commits `batches` as one atomic write; relaxed only if every batch is. Callers hold the
+    /// stripes.
     fn commit<'b>(&self, db: &DB, batches: impl IntoIterator<Item = &'b Batch>) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
-        let expiry = handle(db, Cf::Expiry)?;
         let mut relaxed = true;
         for batch in batches {
             relaxed &= batch.is_relaxed();
             for op in batch.ops() {
                 match op {
                     Op::Put { cf, key, value, expires_at } => {
-                        wb.put_cf(handle(db, *cf)?, key, envelope::wrap(value, *expires_at));
-                        if let Some(at) = expires_at {
-                            wb.put_cf(expiry, expiry_key::encode(*at, *cf, key), []);
-                        }
+                        wb.put_cf(handle(db, *cf)?, key, envelope::wrap(value, *expires_at))
                     }
                     Op::Delete { cf, key } => wb.delete_cf(handle(db, *cf)?, key),
                 }
@@ -308,65 +394,6 @@ impl Store for RocksStore {
             }
         }
         Ok(out)
-    }
-
-    fn sweep_expired(&self, now: Millis) -> Result<usize, StoreError> {
-        let guard = self.open_db()?;
-        let db = guard.as_ref().ok_or(StoreError::Closed)?;
-        let expiry = handle(db, Cf::Expiry)?;
-        let mut swept = 0;
-        loop {
-            // Collect one chunk of due schedule entries, then delete outside the iterator.
-            let mut due = Vec::with_capacity(SWEEP_CHUNK);
-            for item in db.iterator_cf(expiry, IteratorMode::Start) {
-                let (raw_key, _) = item.map_err(backend)?;
-                match expiry_key::decode(&raw_key) {
-                    Some((at, _, _)) if at > now => break,
-                    _ => due.push(raw_key),
-                }
-                if due.len() == SWEEP_CHUNK {
-                    break;
-                }
-            }
-            if due.is_empty() {
-                return Ok(swept);
-            }
-            // One write per chunk, under the locks of every record it may delete: a record may
-            // have been rewritten with a later expiry or none, so only a record that is itself
-            // expired is deleted. Relaxed: a sweep lost to a power cut is simply redone, and
-            // expired records already read as absent.
-            let targets: Vec<(Cf, &[u8])> =
-                due.iter().filter_map(|raw| expiry_key::decode(raw)).map(|(_, cf, key)| (cf, key)).collect();
-            let _guards = self.lock(targets.iter().copied());
-            let mut wb = WriteBatch::default();
-            for raw_key in &due {
-                wb.delete_cf(expiry, raw_key);
-            }
-            for (cf, key) in targets {
-                let raw = db.get_pinned_cf(handle(db, cf)?, key).map_err(backend)?;
-                if let Some((expires_at, _)) = raw.as_deref().and_then(envelope::open)
-                    && !envelope::is_live(expires_at, now)
-                {
-                    wb.delete_cf(handle(db, cf)?, key);
-                    swept += 1;
-                }
-            }
-            db.write_opt(wb, &self.relaxed_opts).map_err(backend)?;
-        }
-    }
-
-    fn pending_expiries(&self, now: Millis) -> Result<usize, StoreError> {
-        let guard = self.open_db()?;
-        let db = guard.as_ref().ok_or(StoreError::Closed)?;
-        let mut due = 0;
-        for item in db.iterator_cf(handle(db, Cf::Expiry)?, IteratorMode::Start) {
-            let (raw_key, _) = item.map_err(backend)?;
-            match expiry_key::decode(&raw_key) {
-                Some((at, _, _)) if at > now => break,
-                _ => due += 1,
-            }
-        }
-        Ok(due)
     }
 
     fn approximate_count(&self, cf: Cf) -> Result<u64, StoreError> {
