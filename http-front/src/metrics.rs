@@ -37,7 +37,7 @@ impl HttpMetrics {
         )?;
         let active_sessions = prometheus::IntGauge::new(
             "sigil_flux_active_sessions",
-            "Sessions of every kind (wallet, token) in the store (RocksDB's estimate, read at scrape time)",
+            "Sessions of every kind in the store (RocksDB's estimate at scrape time: counts ended and expired sessions until compaction reclaims them)",
         )?;
         registry.register(Box::new(active_sessions.clone()))?;
         registry.register(Box::new(requests.clone()))?;
