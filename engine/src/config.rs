@@ -562,6 +562,11 @@ impl Config {
         if self.flux.session_ttl.is_zero() {
             return Err("flux.session_ttl must be longer than 0s".into());
         }
+        if self.store.reclaim_period.0 < std::time::Duration::from_secs(60) {
+            // RocksDB rewrites every file at least this often: seconds would mean rewriting the
+            // whole store continuously.
+            return Err("store.reclaim_period must be at least 1m".into());
+        }
         if self.store.backend == StoreBackend::Redis && self.store.redis_urls.is_empty() {
             return Err("store.backend = \"redis\" needs store.redis_urls".into());
         }
@@ -712,6 +717,10 @@ mod tests {
         assert!(msg.contains("allows nothing"), "{msg}");
         let msg = err(None, &[("SIGIL_SERVER__TRUSTED_PROXIES", r#"["10.0.0.0/33"]"#)]);
         assert!(msg.contains("bad prefix length"), "{msg}");
+        let msg = err(None, &[("SIGIL_STORE__RECLAIM_PERIOD", "30s")]);
+        assert!(msg.contains("store.reclaim_period must be at least 1m"), "{msg}");
+        let msg = err(None, &[("SIGIL_STORE__SWEEP_INTERVAL", "30s")]);
+        assert!(msg.contains("unknown field `sweep_interval`"), "{msg}");
 
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "[server\nlisten = 1").unwrap();
