@@ -107,6 +107,28 @@ fn sigterm_stops_cleanly_and_releases_the_store() {
     assert!(wait_exit(&mut again.child, Duration::from_secs(20)).success(), "SIGINT stops cleanly too");
 }
 
+#[test]
+fn the_reclaim_period_reaches_every_family() {
+    // RocksDB records the options it runs with in the data directory's OPTIONS file.
+    let dir = tempfile::tempdir().unwrap();
+    let _sigil = serve(dir.path(), &[("SIGIL_STORE__RECLAIM_PERIOD", "2h")]);
+    let options = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("OPTIONS-")))
+        .max()
+        .expect("an OPTIONS file");
+    let text = std::fs::read_to_string(options).unwrap();
+    let families: Vec<&str> =
+        text.split("[CFOptions \"").skip(1).filter(|section| !section.starts_with("default\"")).collect();
+    assert_eq!(families.len(), 15, "{text}");
+    for section in families {
+        let name = section.split('"').next().unwrap_or_default();
+        assert!(section.contains("periodic_compaction_seconds=7200\n"), "{name}");
+        assert!(section.contains("compaction_filter_factory=sigil-expired-records\n"), "{name}");
+    }
+}
+
 fn run_failing(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(SIGIL);
     cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
