@@ -88,17 +88,40 @@ fn command_on(prefix: &[&str], program: impl AsRef<std::ffi::OsStr>) -> Command 
 fn load_on(prefix: &[&str], url: &str, args: &[&str], scratch: &Path) -> Result<Value, String> {
     let json = scratch.join(format!("load-{}.json", args.join("_").replace(['/', ' '], "-")));
     eprintln!("  {}sigil-load {}", prefix.iter().map(|p| format!("{p} ")).collect::<String>(), args.join(" "));
+    let before = cpu_ticks();
     let out = command_on(prefix, bin("sigil-load")?)
         .args(args)
         .args(["--url", url, "--quiet", "--json"])
         .arg(&json)
         .output()
         .map_err(|e| e.to_string())?;
+    let steal = steal_percent(before, cpu_ticks());
     if !out.status.success() {
         return Err(format!("sigil-load {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
     }
     let text = std::fs::read_to_string(&json).map_err(|e| e.to_string())?;
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    let mut run: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    if let (Some(fields), Some(steal)) = (run.as_object_mut(), steal) {
+        fields.insert("steal_percent".into(), json!(steal));
+    }
+    Ok(run)
+}
+
+/// The machine's CPU time so far (all CPUs, USER_HZ ticks): (steal, total), from /proc/stat.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest time is already
+    // counted in user and nice.
+    Some((*ticks.get(7)?, ticks.iter().take(8).sum()))
+}
+
+/// The share of CPU time the hypervisor took from this VM between two readings ("steal"): the
+/// vCPUs were ready to run and did not. Latency figures of a run with much steal say more about
+/// the host than about the server.
+fn steal_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((s0, t0), (s1, t1)) = (before?, after?);
+    (t1 > t0).then(|| 100.0 * s1.saturating_sub(s0) as f64 / (t1 - t0) as f64)
 }
 
 /// A fresh `sigil serve` on `data`, run through `prefix`, with limits off; its address.
@@ -374,6 +397,7 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<(), String> {
     let started = Instant::now();
+    let ticks_at_start = cpu_ticks();
     let scratch = std::env::temp_dir().join(format!("sigil-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
     let threads = rayon::current_num_threads();
@@ -497,7 +521,7 @@ fn run() -> Result<(), String> {
     // load at 80 % of its own maximum, and an idle-to-idle round trip between the two cores.
     let empty_rate = format!("{:.0}", (empty_rps * 0.8).floor());
     let empty_80 = load(&empty_url, &["get", "-c", "64", "-d", "5s", "--rate", &empty_rate], &scratch)?;
-    let empty_p99_80 = num(&empty_80, "/latency_ms/p99");
+    let (empty_p99_80, empty_steal_80) = (num(&empty_80, "/latency_ms/p99"), num(&empty_80, "/steal_percent"));
     eprintln!("idle round trip between the cores (reference)…");
     let (rtt_p50, rtt_p99) = idle_round_trip(server_pin, load_pin)?;
     let mut at_80 = Vec::new();
@@ -509,9 +533,9 @@ fn run() -> Result<(), String> {
         let p99 = num(&steady, "/latency_ms/p99");
         rows.push(Row {
             scenario: label,
-            measured: format!("{r:.0}/s; p99 {p99:.2} ms at 80% ({rate}/s)"),
+            measured: format!("{r:.0}/s; p99 {p99:.2} ms at 80% ({rate}/s, steal {:.1}%)", num(&steady, "/steal_percent")),
             reference: format!(
-                "empty handler {empty_rps:.0}/s, its p99 at 80% {empty_p99_80:.2} ms; idle round trip p50 {rtt_p50:.2} / p99 {rtt_p99:.2} ms"
+                "empty handler {empty_rps:.0}/s, its p99 at 80% {empty_p99_80:.2} ms (steal {empty_steal_80:.1}%); idle round trip p50 {rtt_p50:.2} / p99 {rtt_p99:.2} ms"
             ),
             ratio: Some(r / empty_rps),
             target: ">= 60%, p99 < 2 ms at 80%",
@@ -684,11 +708,15 @@ fn run() -> Result<(), String> {
         };
         println!("{:<44} {:<52} {:<38} {:>7} {:<26} {met}", row.scenario, row.measured, row.reference, ratio, row.target);
     }
+    if let Some(steal) = steal_percent(ticks_at_start, cpu_ticks()) {
+        println!("steal time during the run (the hypervisor's, all CPUs): {steal:.1}%");
+    }
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let report = json!({
         "date": date,
         "threads": threads,
         "seconds": started.elapsed().as_secs_f64(),
+        "steal_percent": steal_percent(ticks_at_start, cpu_ticks()),
         "references": {"raw_recover_all_threads": raw_all, "raw_recover_one_thread_server_core": raw_near, "empty_handler_rps": empty_rps,
                        "empty_handler_80": empty_80, "idle_round_trip_ms": {"p50": rtt_p50, "p99": rtt_p99},
                        "raw_argon2id_all_threads": raw_argon},
