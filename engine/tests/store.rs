@@ -93,6 +93,30 @@ fn expired_records_read_as_absent_and_compaction_drops_them() {
 }
 
 #[test]
+fn a_shortened_expiry_never_brings_the_older_version_back() {
+    // A session rewritten to end sooner (a logout that keeps a short grace, say) must stay
+    // ended once its new expiry passes, however compaction meets the two versions: a dropped
+    // record leaves a tombstone over the older one.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut b = Batch::new();
+    b.put_expiring(Cf::Sessions, b"s".to_vec(), b"long".to_vec(), now_ms() + 3_600_000);
+    store.write(b).unwrap();
+    store.compact().unwrap();
+    let mut b = Batch::new();
+    b.put_expiring(Cf::Sessions, b"s".to_vec(), b"short".to_vec(), now_ms() + 30);
+    store.write(b).unwrap();
+    store.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    assert_eq!(store.get(Cf::Sessions, b"s").unwrap(), None);
+    store.compact().unwrap();
+    assert_eq!(store.get(Cf::Sessions, b"s").unwrap(), None, "the older version came back");
+    store.close().unwrap();
+    assert!(raw_keys(&dir, Cf::Sessions).is_empty());
+    assert_eq!(open(&dir).get(Cf::Sessions, b"s").unwrap(), None);
+}
+
+#[test]
 fn a_large_backlog_is_dropped_without_touching_live_records() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
