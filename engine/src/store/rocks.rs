@@ -24,6 +24,11 @@ const STRIPES: usize = 64;
 /// instead ([`ExpiredRecords`]); an old store's schedule is dropped when it is opened.
 const LEGACY_EXPIRY_SCHEDULE: &str = "expiry";
 
+/// Families nothing writes with an expiry (accounts, their names, groups, app owners, the
+/// store's metadata): no periodic rewrite for them. Were an expiring record written there, it
+/// would still read as absent at once and be dropped by the next ordinary compaction.
+const NEVER_EXPIRE: [Cf; 5] = [Cf::Accounts, Cf::AccountNames, Cf::Groups, Cf::AppOwners, Cf::Meta];
+
 /// How the embedded store is opened.
 #[derive(Debug, Clone, Copy)]
 pub struct RocksOptions {
@@ -122,14 +127,18 @@ impl RocksStore {
         // the oldest log, bounding the replay: at 64 MiB a crash after 1M sessions replayed
         // 49 MB in 1.1–1.9 s, at 32 MiB 11 MB in 0.5–0.6 s (docs/benchmarks.md).
         opts.set_max_total_wal_size(32 * 1024 * 1024);
-        let family_options = || {
+        let family_options = |cf: Cf| {
             let mut o = Options::default();
             o.set_compaction_filter_factory(ExpiredRecords);
-            o.set_periodic_compaction_seconds(reclaim_period.as_secs().max(1));
+            // Rewriting every file each period costs writes; families whose records never
+            // expire keep RocksDB's default (30 days with a filter set).
+            if !NEVER_EXPIRE.contains(&cf) {
+                o.set_periodic_compaction_seconds(reclaim_period.as_secs().max(1));
+            }
             o
         };
         let mut families: Vec<ColumnFamilyDescriptor> =
-            Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), family_options())).collect();
+            Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), family_options(*cf))).collect();
         // A store that does not exist yet has no families to list.
         let legacy = DB::list_cf(&opts, path).is_ok_and(|names| names.iter().any(|n| n == LEGACY_EXPIRY_SCHEDULE));
         if legacy {
