@@ -165,6 +165,10 @@ pub struct StoreConfig {
     /// RocksDB: the longest a data file keeps records that expired before it is rewritten
     /// without them (reads ignore an expired record at once; this only reclaims disk).
     pub reclaim_period: HumanDuration,
+    /// Removed 2026-12-02 with the sweeper it paced; still accepted (and ignored, with a warning
+    /// at start) so a config copied from an older example keeps loading.
+    #[serde(skip_serializing)]
+    pub sweep_interval: Option<HumanDuration>,
 }
 
 impl Default for StoreConfig {
@@ -176,6 +180,7 @@ impl Default for StoreConfig {
             redis_timeout: HumanDuration::secs(1),
             durability: Durability::Fsync,
             reclaim_period: HumanDuration::secs(3600),
+            sweep_interval: None,
         }
     }
 }
@@ -719,8 +724,8 @@ mod tests {
         assert!(msg.contains("bad prefix length"), "{msg}");
         let msg = err(None, &[("SIGIL_STORE__RECLAIM_PERIOD", "30s")]);
         assert!(msg.contains("store.reclaim_period must be at least 1m"), "{msg}");
-        let msg = err(None, &[("SIGIL_STORE__SWEEP_INTERVAL", "30s")]);
-        assert!(msg.contains("unknown field `sweep_interval`"), "{msg}");
+        let old = Config::load(None, env(&[("SIGIL_STORE__SWEEP_INTERVAL", "30s")])).unwrap();
+        assert_eq!(old.store.sweep_interval, Some(HumanDuration::secs(30)), "an old config still loads");
 
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "[server\nlisten = 1").unwrap();

@@ -19,6 +19,11 @@ impl Backend {
     pub fn open(config: &Config) -> Result<Self, FrontError> {
         match config.store.backend {
             StoreBackend::Rocksdb => {
+                if config.store.sweep_interval.is_some() {
+                    tracing::warn!(
+                        "store.sweep_interval is no longer used (expired records are dropped by compaction; see store.reclaim_period): ignored"
+                    );
+                }
                 let options =
                     RocksOptions { durability: config.store.durability, reclaim_period: config.store.reclaim_period.0 };
                 let store = Arc::new(RocksStore::open_with(&config.server.data_dir, options).map_err(|e| {

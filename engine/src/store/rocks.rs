@@ -49,7 +49,10 @@ impl Default for RocksOptions {
 /// write over its life (no schedule entry, no sweeper reading and deleting it later).
 ///
 /// Reads already treat an expired record as absent; this only reclaims space. A removed record
-/// becomes a tombstone until the bottom level, so an older version below it cannot reappear.
+/// becomes a tombstone until the bottom level, so an older version below it cannot reappear
+/// (RocksDB's compaction_iterator.cc turns a removed entry into a deletion).
+///
+/// Stateless on purpose: RocksDB may call `create` from several compaction threads at once.
 struct ExpiredRecords;
 
 impl CompactionFilterFactory for ExpiredRecords {
@@ -144,10 +147,7 @@ impl RocksStore {
         if legacy {
             families.push(ColumnFamilyDescriptor::new(LEGACY_EXPIRY_SCHEDULE, Options::default()));
         }
-        let mut db = DB::open_cf_descriptors(&opts, path, families).map_err(|e| open_err(e.into_string()))?;
-        if legacy {
-            db.drop_cf(LEGACY_EXPIRY_SCHEDULE).map_err(|e| open_err(e.into_string()))?;
-        }
+        let db = DB::open_cf_descriptors(&opts, path, families).map_err(|e| open_err(e.into_string()))?;
 
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(durability == Durability::Fsync);
@@ -162,7 +162,23 @@ impl RocksStore {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         };
         store.check_schema().map_err(|e| open_err(e.to_string()))?;
+        if legacy {
+            store.drop_legacy_schedule();
+        }
         Ok(store)
+    }
+
+    /// Drops an old store's expiry schedule, once its schema is known to be this one. A
+    /// failure only leaves dead data behind (nothing reads the family): a warning, not a
+    /// refusal to start; the next open tries again.
+    fn drop_legacy_schedule(&self) {
+        let mut slot = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(db) = slot.as_mut() {
+            match db.drop_cf(LEGACY_EXPIRY_SCHEDULE) {
+                Ok(()) => tracing::info!("dropped the expiry schedule of an older store (expired records are now dropped by compaction)"),
+                Err(e) => tracing::warn!(error = %e.into_string(), "cannot drop the older store's expiry schedule; it stays, unused"),
+            }
+        }
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
