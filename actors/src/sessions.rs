@@ -820,7 +820,7 @@ mod tests {
         let notifier = Notifier::new(None);
         let sessions = SessionRegistry::start(store.clone(), notifier, Some(metrics.clone())).unwrap();
         let now = now_ms();
-        let phrases: Vec<_> = (0..120).map(|_| session::issue_phrase(store.as_ref(), now, 60_000).unwrap()).collect();
+        let phrases = session::issue_phrases(store.as_ref(), now, 60_000, 120).unwrap();
         // Every phrase twice, by two different zelids: one of each pair may win.
         let attempts: Vec<_> = phrases
             .iter()

@@ -136,14 +136,21 @@ fn start_sigil_on(prefix: &[&str], data: &Path) -> Result<(Running, String), Str
     start(cmd, "sigil listening on http://", true)
 }
 
+/// This program re-run through `prefix` in one of its helper modes (`args`): the `N` figures it
+/// prints.
+fn figures_on<const N: usize>(prefix: &[&str], args: &[&str]) -> Result<[f64; N], String> {
+    let out = command_on(prefix, std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let figures: Vec<f64> = String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    figures.try_into().map_err(|_| format!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)))
+}
+
 /// Raw recoveries per second on one thread, measured by this program re-run through `prefix`
 /// (so on the core the server under test is confined to).
 fn raw_recover_on(prefix: &[&str]) -> Result<f64, String> {
-    let out = command_on(prefix, std::env::current_exe().map_err(|e| e.to_string())?)
-        .args([RAW_RECOVER_MODE, "2"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|_| format!("{RAW_RECOVER_MODE}: {}", String::from_utf8_lossy(&out.stderr)))
+    figures_on::<1>(prefix, &[RAW_RECOVER_MODE, "2"]).map(|[rate]| rate)
 }
 
 /// `harness --raw-recover-1 SECS` prints raw recoveries per second on one thread and exits.
@@ -191,17 +198,10 @@ fn idle_rtt(addr: &str, n: usize, gap: Duration) -> Result<(f64, f64), String> {
 /// load generator's core and one on the server's, each asleep before it (the state a lightly
 /// loaded server is in). Any server's p99 includes this wake-up. Returns (p50, p99) in ms.
 fn idle_round_trip(server_pin: &[&str], load_pin: &[&str]) -> Result<(f64, f64), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut echo = command_on(server_pin, &exe);
+    let mut echo = command_on(server_pin, std::env::current_exe().map_err(|e| e.to_string())?);
     echo.arg(ECHO_MODE);
     let (_echo, addr) = start(echo, "echo on ", false)?;
-    let out = command_on(load_pin, &exe).args([IDLE_RTT_MODE, &addr, "1500", "2"]).output().map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut figures = text.split_whitespace().map(str::parse::<f64>);
-    match (figures.next(), figures.next()) {
-        (Some(Ok(p50)), Some(Ok(p99))) => Ok((p50, p99)),
-        _ => Err(format!("{IDLE_RTT_MODE}: {}", String::from_utf8_lossy(&out.stderr))),
-    }
+    figures_on::<2>(load_pin, &[IDLE_RTT_MODE, &addr, "1500", "2"]).map(|[p50, p99]| (p50, p99))
 }
 
 /// Linux reports process times in USER_HZ ticks, 100 per second on every architecture.
@@ -365,12 +365,12 @@ struct Row {
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(RAW_RECOVER_MODE) {
-        let secs = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2.0);
-        println!("{:.1}", RawRecover::new(4096).rate_one_thread(Duration::from_secs_f64(secs)));
-        return std::process::ExitCode::SUCCESS;
-    }
     let helper = match args.get(1).map(String::as_str) {
+        Some(RAW_RECOVER_MODE) => {
+            let secs = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2.0);
+            println!("{:.1}", RawRecover::new(4096).rate_one_thread(Duration::from_secs_f64(secs)));
+            Some(Ok(()))
+        }
         Some(ECHO_MODE) => Some(echo()),
         Some(IDLE_RTT_MODE) => Some(match (args.get(2), args.get(3).and_then(|n| n.parse().ok()), args.get(4).and_then(|g| g.parse().ok())) {
             (Some(addr), Some(n), Some(gap)) => idle_rtt(addr, n, Duration::from_millis(gap)).map(|(p50, p99)| println!("{p50:.3} {p99:.3}")),

@@ -55,11 +55,6 @@ pub struct ActivePhrase {
     pub expire_at: Millis,
 }
 
-/// Issues and stores a new login phrase.
-pub fn issue_phrase(store: &dyn Store, now: Millis, ttl: Millis) -> Result<ActivePhrase, StoreError> {
-    issue_phrases(store, now, ttl, 1)?.pop().ok_or(StoreError::Backend("no phrase issued".into()))
-}
-
 /// Issues and stores `n` new login phrases, written together ([`Store::write_each`]: one log
 /// append on RocksDB) but each a record of its own.
 pub fn issue_phrases(store: &dyn Store, now: Millis, ttl: Millis, n: usize) -> Result<Vec<ActivePhrase>, StoreError> {
